@@ -1,0 +1,31 @@
+"""Shared core: the input contract, configuration, errors, bundles, the model store and
+ONNX scoring. Imports neither ``training`` nor ``functions``; the serving path needs only
+this package, numpy and onnxruntime."""
+
+from .config import Settings
+from .errors import (
+    ConfigError,
+    FeatureCompileError,
+    GateFailed,
+    InvalidInput,
+    ModelContractError,
+    ModelNotReady,
+    SegmentationError,
+    StoreConflict,
+)
+from .schema import FIELD_NAMES, FIELDS, ID_NAME
+
+__all__ = [
+    "FIELDS",
+    "FIELD_NAMES",
+    "ID_NAME",
+    "ConfigError",
+    "FeatureCompileError",
+    "GateFailed",
+    "InvalidInput",
+    "ModelContractError",
+    "ModelNotReady",
+    "SegmentationError",
+    "Settings",
+    "StoreConflict",
+]
