@@ -5,6 +5,7 @@ this package, numpy and onnxruntime."""
 from .config import Settings
 from .errors import (
     ConfigError,
+    FeatureBuildError,
     FeatureCompileError,
     GateFailed,
     InvalidInput,
@@ -20,6 +21,7 @@ __all__ = [
     "FIELD_NAMES",
     "ID_NAME",
     "ConfigError",
+    "FeatureBuildError",
     "FeatureCompileError",
     "GateFailed",
     "InvalidInput",

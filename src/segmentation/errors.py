@@ -62,6 +62,10 @@ class FeatureCompileError(SegmentationError):
         )
 
 
+class FeatureBuildError(SegmentationError):
+    """``dbt build`` failed: a model errored or an error-level data test failed."""
+
+
 class GateFailed(SegmentationError):
     """A quality or parity gate refused a model: nothing is published or promoted."""
 

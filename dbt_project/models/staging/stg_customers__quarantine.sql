@@ -1,0 +1,28 @@
+{#- Every rejected raw row: its position in the file, the raw values as text, and the
+    reason naming each failed field and rule. Nothing is dropped silently. -#}
+{%- set fields = customer_fields() -%}
+{%- set id = customer_id_columns() %}
+
+with
+
+validated as (
+
+    select * from {{ ref('base_customers') }}
+
+),
+
+rejected as (
+
+    select
+        source_row_number,
+        {{ id.name }},
+        {% for field in fields %}
+            {{ field.name }}__text as {{ field.name }},
+        {% endfor %}
+        rejection_reason
+    from validated
+    where rejection_reason is not null
+
+)
+
+select * from rejected

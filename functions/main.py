@@ -1,0 +1,45 @@
+"""Google Cloud Functions (2nd gen) entry points, served by functions-framework.
+
+Targets: ``predict`` (``POST /`` scores customers, ``GET /model`` describes the served
+model) and ``health`` (``GET /``, readiness). The contract is ``openapi.yaml``; all logic
+is in :mod:`segmentation.api`, shared with the AWS Lambda adapter (``aws_lambda.py``).
+The model loads in a background thread on first request of each process.
+"""
+
+from __future__ import annotations
+
+import flask
+import functions_framework
+
+from segmentation import _jsonlog
+from segmentation.api import Request, Response, Service
+
+_jsonlog.configure()
+SERVICE = Service.from_env()  # once per instance: settings, store, model holder
+
+
+def _request(request: flask.Request) -> Request:
+    return Request(
+        method=request.method,
+        path=request.path,
+        content_type=request.content_type,
+        content_length=request.content_length,
+        read_body=request.stream.read,
+        **({"request_id": rid} if (rid := request.headers.get("Function-Execution-Id")) else {}),
+    )
+
+
+def _response(response: Response) -> flask.Response:
+    return flask.Response(response.body, response.status, response.headers)
+
+
+@functions_framework.http
+def predict(request: flask.Request) -> flask.Response:
+    """Score 1..N customers (``POST /``) or describe the model (``GET /model``)."""
+    return _response(SERVICE.predict(_request(request)))
+
+
+@functions_framework.http
+def health(request: flask.Request) -> flask.Response:
+    """200 with the verified model's identity, else 503 with Retry-After."""
+    return _response(SERVICE.health(_request(request)))

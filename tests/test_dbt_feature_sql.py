@@ -1,0 +1,114 @@
+"""The compiled feature SELECT: a pure projection in the supported subset, stable text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlglot
+import yaml
+from sqlglot import exp
+
+from segmentation import Settings
+from training.features import DBT_PROJECT_DIR, compiled_feature_sql
+
+REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cc_general.csv"
+FEATURES_YAML = DBT_PROJECT_DIR / "models" / "marts" / "customer_features.yml"
+#: The names other parts of the project rely on (training, serving, drift).
+AGREED_FEATURES = [
+    "credit_utilization_ratio",
+    "purchases_per_month",
+    "average_ticket",
+    "oneoff_purchase_share",
+    "installment_purchase_share",
+    "cash_advance_ratio",
+    "cash_advance_intensity",
+    "payment_to_minimum_ratio",
+    "full_payment_share",
+    "payment_consistency_index",
+    "log_balance",
+    "log_purchases",
+    "log_oneoff_purchases",
+    "log_installments_purchases",
+    "log_cash_advance",
+    "log_credit_limit",
+    "log_payments",
+    "log_minimum_payments",
+    "balance_frequency",
+    "purchases_frequency",
+    "oneoff_purchases_frequency",
+    "purchases_installments_frequency",
+    "cash_advance_frequency",
+    "tenure",
+]
+#: Node types the ONNX compiler supports (DESIGN: the train/serve contract), plus the
+#: query scaffolding of CTE chains.
+SUPPORTED = (
+    exp.Column, exp.Literal, exp.Null, exp.Boolean, exp.Paren, exp.Neg, exp.Alias,
+    exp.Identifier, exp.Cast, exp.DataType, exp.Add, exp.Sub, exp.Mul, exp.Div,
+    exp.Nullif, exp.Coalesce, exp.Ln, exp.Log, exp.Exp, exp.Sqrt, exp.Abs, exp.Pow,
+    exp.Greatest, exp.Least, exp.Case, exp.If, exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT,
+    exp.LTE, exp.And, exp.Or, exp.Not, exp.Is,
+    exp.Select, exp.With, exp.CTE, exp.TableAlias, exp.From, exp.Table, exp.Star,
+)  # fmt: skip
+
+
+def feature_yaml_columns() -> list[dict]:
+    [model] = yaml.safe_load(FEATURES_YAML.read_text(encoding="utf-8"))["models"]
+    return model["columns"]
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory) -> str:
+    tmp = tmp_path_factory.mktemp("compile")
+    settings = Settings(data=str(REAL_DATA), warehouse=str(tmp / "a.duckdb"))
+    return compiled_feature_sql(settings, target_path=tmp / "target", log_path=tmp / "logs")
+
+
+def final_columns(tree: exp.Expression) -> list[str]:
+    # The final SELECT is `select * from <last CTE>`: its columns are that CTE's.
+    ctes = {cte.alias: cte.this for cte in tree.find_all(exp.CTE)}
+    select = tree
+    while select.named_selects == ["*"]:
+        select = ctes[select.find(exp.From).this.name]  # breadth-first: this SELECT's FROM
+    return select.named_selects
+
+
+@pytest.mark.slow
+def test_compiled_sql_uses_only_supported_constructs(compiled):
+    tree = sqlglot.parse_one(compiled, read="duckdb")
+    unsupported = {type(n).__name__ for n in tree.walk() if not isinstance(n, SUPPORTED)}
+    assert unsupported == set()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("clause", ["joins", "where", "group", "having", "order", "limit"])
+def test_compiled_sql_has_no_row_changing_clause(compiled, clause):
+    tree = sqlglot.parse_one(compiled, read="duckdb")
+    assert all(not s.args.get(clause) for s in tree.find_all(exp.Select))
+    assert all(not s.args.get("distinct") for s in tree.find_all(exp.Select))
+
+
+@pytest.mark.slow
+def test_compiled_sql_outputs_the_id_then_the_documented_features_in_order(compiled):
+    columns = final_columns(sqlglot.parse_one(compiled, read="duckdb"))
+    assert columns == [c["name"] for c in feature_yaml_columns()]
+    assert columns[0] == "customer_id"
+    assert set(AGREED_FEATURES) <= set(columns[1:])
+    assert 15 <= len(columns) - 1 <= 25
+
+
+@pytest.mark.slow
+def test_compiled_sql_does_not_depend_on_the_warehouse_path(compiled, tmp_path):
+    other = Settings(data=str(REAL_DATA), warehouse=str(tmp_path / "elsewhere" / "b.duckdb"))
+    assert compiled_feature_sql(other, target_path=tmp_path / "t", log_path=tmp_path / "l") == (
+        compiled
+    )
+    assert '"memory"."main"."stg_customers"' in compiled
+
+
+@pytest.mark.parametrize("column", feature_yaml_columns(), ids=lambda c: c["name"])
+def test_every_feature_is_typed_tested_and_documented(column):
+    assert column["data_type"] == ("varchar" if column["name"] == "customer_id" else "double")
+    assert len(column["description"].split()) >= 6
+    assert column["data_tests"]

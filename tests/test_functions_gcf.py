@@ -1,0 +1,177 @@
+"""The GCF entry points in-process (functions-framework test client), checked against the
+OpenAPI document: predict, metadata, health, the error contract and 503 without a model."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+from fixtures import openapi
+from fixtures.bundles import ModelSpec, publish
+from fixtures.clients import gcf_client
+
+from segmentation._jsonlog import JsonFormatter
+
+SECRET = 123456.789
+
+
+@pytest.fixture
+def predict(shared_model_store, monkeypatch):
+    client, service = gcf_client("predict", shared_model_store.uri, monkeypatch)
+    yield client
+    service.holder.stop()
+
+
+@pytest.fixture
+def empty_predict(store, monkeypatch):
+    client, service = gcf_client("predict", store.uri, monkeypatch, initial_wait=0.2)
+    yield client
+    service.holder.stop()
+
+
+def test_one_customer_gets_a_segment_a_confidence_and_the_model_version(predict, customer):
+    response = predict.post("/", json=customer)
+    assert response.status_code == 200
+    openapi.check("/predict", "post", 200, response.data, response.headers)
+    body = response.get_json()
+    assert body["model_version"] == ModelSpec().version
+    [result] = body["results"]
+    assert result["customer_id"] == "C-test-1"
+    assert result["segment_name"] in ModelSpec().names
+    assert 0 <= result["confidence"] <= 1 and result["distance"] >= 0
+    assert response.headers["X-Request-Id"]
+
+
+def test_a_batch_of_real_customers_gets_one_result_per_customer_in_order(predict, real_customers):
+    response = predict.post("/predict", json={"customers": real_customers})
+    assert response.status_code == 200
+    openapi.check("/predict", "post", 200, response.data, response.headers)
+    results = response.get_json()["results"]
+    assert [r["customer_id"] for r in results] == [c["customer_id"] for c in real_customers]
+    assert len({r["segment_id"] for r in results}) > 1
+
+
+def test_the_metadata_route_describes_the_served_model(predict):
+    response = predict.get("/model")
+    assert response.status_code == 200
+    openapi.check("/predict/model", "get", 200, response.data, response.headers)
+    body = response.get_json()
+    assert [s["id"] for s in body["segments"]] == list(ModelSpec().ids)
+    assert len(body["inputs"]) == 17 and body["limits"]["max_batch_rows"] == 1000
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status", "code", "field", "rule"),
+    [
+        (
+            "post",
+            "/",
+            {"data": "{", "content_type": "application/json"},
+            400,
+            "invalid_input",
+            "body",
+            "valid JSON",
+        ),
+        (
+            "post",
+            "/",
+            {"json": {"balance": SECRET}},
+            400,
+            "invalid_input",
+            "balance_frequency",
+            "required",
+        ),
+        (
+            "post",
+            "/",
+            {"data": "{}", "content_type": "text/plain"},
+            415,
+            "unsupported_media_type",
+            None,
+            "application/json",
+        ),
+        ("post", "/", {"data": "{}"}, 415, "unsupported_media_type", None, "application/json"),
+        ("get", "/", {}, 405, "method_not_allowed", None, "POST"),
+        ("put", "/", {"json": {}}, 405, "method_not_allowed", None, "POST"),
+        ("post", "/model", {"json": {}}, 405, "method_not_allowed", None, "GET,HEAD"),
+        ("post", "/elsewhere", {"json": {}}, 404, "not_found", None, None),
+    ],
+)
+def test_bad_requests_get_the_documented_error(
+    predict, method, path, kwargs, status, code, field, rule
+):
+    response = getattr(predict, method)(path, **kwargs)
+    assert response.status_code == status
+    error = response.get_json()["error"]
+    assert (error["code"], error["field"], error["rule"]) == (code, field, rule)
+    assert str(SECRET) not in response.get_data(as_text=True)
+    if path in ("/", "/model") and status != 404:
+        openapi.check(
+            "/predict" + path.rstrip("/"),
+            "get" if path == "/model" else "post",
+            status,
+            response.data,
+            response.headers,
+        )
+
+
+def test_an_oversize_body_is_refused_before_it_is_parsed(shared_model_store, monkeypatch):
+    client, service = gcf_client(
+        "predict", shared_model_store.uri, monkeypatch, SEGMENTATION_MAX_BODY_BYTES=1000
+    )
+    response = client.post("/", data=b"{" + b" " * 2000 + b"}", content_type="application/json")
+    service.holder.stop()
+    assert response.status_code == 413
+    assert response.get_json()["error"]["rule"] == "maximum 1000 bytes"
+
+
+def test_without_a_model_predict_answers_503_with_retry_after(empty_predict, customer):
+    response = empty_predict.post("/", json=customer)
+    assert response.status_code == 503
+    assert int(response.headers["Retry-After"]) > 0
+    openapi.check("/predict", "post", 503, response.data, response.headers)
+
+
+def test_health_reports_the_verified_model(shared_model_store, monkeypatch):
+    client, service = gcf_client("health", shared_model_store.uri, monkeypatch)
+    response = client.get("/")
+    service.holder.stop()
+    assert response.status_code == 200
+    openapi.check("/health", "get", 200, response.data, response.headers)
+    body = response.get_json()
+    pointer, _ = shared_model_store.read_pointer()
+    assert body["model_version"] == pointer.version
+    assert body["manifest_sha256"] == pointer.manifest_sha256
+
+
+@pytest.mark.parametrize("setup", ["no pointer", "truncated model", "pickle as model"])
+def test_health_is_503_quickly_when_no_verified_model_exists(store, monkeypatch, setup):
+    if setup == "truncated model":
+        publish(store, ModelSpec(), stored_model=b"\x08\x07")
+    elif setup == "pickle as model":
+        publish(store, ModelSpec(), stored_model=b"\x80\x04K\x01.")
+    client, service = gcf_client("health", store.uri, monkeypatch, initial_wait=0.5)
+    response = client.get("/")
+    service.holder.stop()
+    assert response.status_code == 503
+    openapi.check("/health", "get", 503, response.data, response.headers)
+
+
+def test_request_logs_are_json_without_customer_values(predict, customer):
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logging.getLogger("segmentation").addHandler(handler)
+    try:
+        predict.post("/", json={**customer, "balance": SECRET})
+        predict.post("/", json={**customer, "balance": -SECRET})
+    finally:
+        logging.getLogger("segmentation").removeHandler(handler)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    requests = [line for line in lines if line.get("message") == "request"]
+    assert [r["status"] for r in requests] == [200, 400]
+    assert {"request_id", "rows", "model_version", "latency_ms"} <= set(requests[0])
+    text = json.dumps(lines)
+    assert str(SECRET) not in text and "C-test-1" not in text

@@ -1,0 +1,61 @@
+"""The AWS Lambda adapter with the sample events in functions/events/."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fixtures import openapi
+from fixtures.bundles import ModelSpec
+from fixtures.clients import event, lambda_module
+
+
+@pytest.fixture
+def aws(shared_model_store, monkeypatch):
+    module = lambda_module(shared_model_store.uri, monkeypatch)
+    yield module
+    module.SERVICE.holder.stop()
+
+
+@pytest.mark.parametrize(
+    ("name", "entry", "status", "path", "method"),
+    [
+        ("predict_one", "predict", 200, "/predict", "post"),
+        ("predict_batch_function_url", "predict", 200, "/predict", "post"),
+        ("predict_invalid", "predict", 400, "/predict", "post"),
+        ("predict_wrong_method", "predict", 405, "/predict", "post"),
+        ("metadata", "predict", 200, "/predict/model", "get"),
+        ("health", "health", 200, "/health", "get"),
+        ("health", "handler", 200, "/health", "get"),
+        ("predict_one", "handler", 200, "/predict", "post"),
+    ],
+)
+def test_sample_events_get_the_documented_responses(aws, name, entry, status, path, method):
+    result = getattr(aws, entry)(event(name), None)
+    assert result["statusCode"] == status
+    assert result["isBase64Encoded"] is False
+    openapi.check(path, method, status, result["body"].encode(), result["headers"])
+
+
+def test_a_batch_event_echoes_ids_in_order_with_the_model_version(aws):
+    body = json.loads(aws.predict(event("predict_batch_function_url"))["body"])
+    assert body["model_version"] == ModelSpec().version
+    assert [r["customer_id"] for r in body["results"]] == ["C-demo-1", "C-demo-2"]
+
+
+def test_the_invalid_event_names_field_and_rule_not_the_value(aws):
+    result = aws.predict(event("predict_invalid"))
+    error = json.loads(result["body"])["error"]
+    assert (error["field"], error["rule"]) == ("balance", "minimum 0")
+    assert "-5" not in result["body"]
+
+
+def test_a_body_that_is_not_valid_base64_is_a_400(aws):
+    bad = {**event("predict_one"), "isBase64Encoded": True, "body": "%%%not-base64"}
+    result = aws.predict(bad)
+    assert result["statusCode"] == 400
+    assert json.loads(result["body"])["error"]["rule"] == "valid JSON"
+
+
+def test_the_request_id_comes_from_the_event(aws):
+    assert aws.health(event("health"))["headers"]["X-Request-Id"] == "req-health"

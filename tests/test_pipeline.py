@@ -1,0 +1,122 @@
+"""The training pipeline: its steps, its knobs, the clipper and the evaluation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from segmentation import ConfigError, Settings
+from training.pipeline import QuantileClipper, TrainingParams, build_pipeline, evaluate
+
+
+@pytest.fixture(scope="module")
+def blobs() -> np.ndarray:
+    """Three separated clusters in 6-D with a few NaNs and outliers, seeded."""
+    rng = np.random.default_rng(0)
+    centers = rng.normal(0, 6, size=(3, 6))
+    X = np.vstack([c + rng.normal(0, 1, size=(400, 6)) for c in centers])
+    X[rng.random(X.shape) < 0.02] = np.nan
+    X[:3, 0] = 1e6  # outliers the clipper must tame
+    return X
+
+
+def test_pipeline_has_the_exportable_steps_in_order():
+    pipeline = build_pipeline(TrainingParams())
+    assert list(pipeline.named_steps) == ["impute", "clip", "scale", "pca", "kmeans"]
+    assert pipeline.named_steps["impute"].strategy == "median"
+    assert pipeline.named_steps["pca"].n_components == 0.90
+    kmeans = pipeline.named_steps["kmeans"]
+    assert (kmeans.n_clusters, kmeans.n_init, kmeans.random_state) == (4, 10, 42)
+
+
+@pytest.mark.parametrize(("k", "variance", "seed"), [(3, 0.8, 1), (5, 0.95, 2)])
+def test_knobs_reach_the_steps(k, variance, seed):
+    pipeline = build_pipeline(TrainingParams(k=k, pca_variance=variance, seed=seed))
+    assert pipeline.named_steps["kmeans"].n_clusters == k
+    assert pipeline.named_steps["kmeans"].random_state == seed
+    assert pipeline.named_steps["pca"].n_components == variance
+    assert pipeline.named_steps["pca"].random_state == seed
+
+
+def test_same_seed_gives_the_same_model_and_labels(blobs):
+    first = build_pipeline(TrainingParams(k=3, seed=5)).fit(blobs)
+    second = build_pipeline(TrainingParams(k=3, seed=5)).fit(blobs)
+    np.testing.assert_array_equal(first.predict(blobs), second.predict(blobs))
+    np.testing.assert_array_equal(
+        first.named_steps["kmeans"].cluster_centers_, second.named_steps["kmeans"].cluster_centers_
+    )
+
+
+def test_clipper_learns_quantile_bounds_and_clips_to_them():
+    X = np.column_stack([np.arange(1001.0), -np.arange(1001.0)])
+    clipper = QuantileClipper((0.01, 0.99)).fit(X)
+    np.testing.assert_allclose(clipper.lower_, [10.0, -990.0])
+    np.testing.assert_allclose(clipper.upper_, [990.0, -10.0])
+    out = clipper.transform(np.array([[-5.0, 5.0], [500.0, -500.0], [2000.0, np.nan]]))
+    np.testing.assert_array_equal(out[:2], [[10.0, -10.0], [500.0, -500.0]])
+    assert out[2, 0] == 990.0 and np.isnan(out[2, 1])
+
+
+def test_clipper_leaves_an_all_missing_column_unbounded():
+    X = np.column_stack([np.arange(10.0), np.full(10, np.nan)])
+    clipper = QuantileClipper().fit(X)
+    assert clipper.lower_[1] == -np.inf and clipper.upper_[1] == np.inf
+
+
+def test_clipper_refuses_a_different_feature_count():
+    clipper = QuantileClipper().fit(np.ones((5, 2)))
+    with pytest.raises(ValueError, match="features"):
+        clipper.transform(np.ones((5, 3)))
+
+
+def test_evaluation_reports_metrics_and_the_atypical_quantile(blobs):
+    params = TrainingParams(k=3, seed=3, silhouette_sample=500)
+    pipeline = build_pipeline(params).fit(blobs)
+    ev = evaluate(pipeline, blobs, params)
+    assert ev.sizes.sum() == len(blobs) and len(ev.sizes) == 3
+    assert 0.5 < ev.silhouette <= 1.0  # well separated blobs
+    assert ev.explained_variance >= 0.90 and ev.n_components == ev.embedding.shape[1]
+    nearest = ev.distances.min(axis=1)
+    assert np.mean(nearest > ev.atypical_distance) == pytest.approx(0.01, abs=0.005)
+    np.testing.assert_array_equal(ev.labels, pipeline.predict(blobs))
+
+
+@pytest.mark.parametrize(
+    ("env", "field", "value"),
+    [
+        ({"SEGMENTATION_K": "6"}, "k", 6),
+        ({"SEGMENTATION_PCA_VARIANCE": "0.8"}, "pca_variance", 0.8),
+        ({"SEGMENTATION_KMEANS_N_INIT": "20"}, "n_init", 20),
+        ({"SEGMENTATION_CLIP_QUANTILES": "0.01,0.99"}, "clip_quantiles", (0.01, 0.99)),
+    ],
+)
+def test_params_read_environment_overrides(monkeypatch, env, field, value):
+    for name, raw in env.items():
+        monkeypatch.setenv(name, raw)
+    params = TrainingParams.from_env(Settings(seed=9))
+    assert getattr(params, field) == value
+    assert params.seed == 9
+
+
+def test_explicit_overrides_beat_the_environment(monkeypatch):
+    monkeypatch.setenv("SEGMENTATION_K", "6")
+    params = TrainingParams.from_env(Settings(), k=3, seed=None)
+    assert params.k == 3 and params.seed == Settings().seed
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SEGMENTATION_K": "four"}, "SEGMENTATION_K: expected int"),
+        ({"SEGMENTATION_K": "1"}, "k: expected at least 2"),
+        ({"SEGMENTATION_PCA_VARIANCE": "1.5"}, r"pca_variance: expected in \(0, 1\]"),
+        ({"SEGMENTATION_KMEANS_N_INIT": "3"}, "n_init: expected at least 10"),
+        ({"SEGMENTATION_CLIP_QUANTILES": "0.9,0.1"}, "clip_quantiles: expected"),
+        ({"SEGMENTATION_CLIP_QUANTILES": "0.1"}, "expected 'low,high'"),
+    ],
+)
+def test_bad_settings_raise_config_errors_naming_the_setting(monkeypatch, env, message):
+    for name, raw in env.items():
+        monkeypatch.setenv(name, raw)
+    with pytest.raises(ConfigError, match=message):
+        TrainingParams.from_env(Settings())

@@ -1,0 +1,128 @@
+"""End to end through the CLI: generate -> features -> train -> a verified, current bundle.
+
+Also on the real file, with a deliberately broken feature that the parity gate refuses,
+and with ``--no-promote``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from segmentation import Settings
+from segmentation.bundle import load_bundle
+from segmentation.store import open_store
+from training.cli import main
+
+pytestmark = pytest.mark.slow
+
+REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cc_general.csv"
+
+
+def _workspace(mp: pytest.MonkeyPatch, root: Path, data: Path) -> Settings:
+    env = {
+        "SEGMENTATION_DATA": str(data),
+        "SEGMENTATION_WAREHOUSE": str(root / "wh.duckdb"),
+        "SEGMENTATION_MODEL_STORE": str(root / "store"),
+        "DBT_TARGET_PATH": str(root / "target"),
+        "DBT_LOG_PATH": str(root / "logs"),
+    }
+    for name, value in env.items():
+        mp.setenv(name, value)
+    return Settings.from_env()
+
+
+def _runs(settings: Settings) -> list[dict]:
+    store = open_store(settings.model_store)
+    return [json.loads(store.read(key)) for key in store.list("runs")]
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    root = tmp_path_factory.mktemp("generated")
+    with pytest.MonkeyPatch.context() as mp:
+        settings = _workspace(mp, root, root / "customers.csv")
+        assert main(["generate", "--rows", "4000", "--seed", "3"]) == 0
+        assert main(["features"]) == 0
+        assert main(["train", "--k", "4", "--seed", "3"]) == 0
+    return root, settings
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory):
+    root = tmp_path_factory.mktemp("real")
+    with pytest.MonkeyPatch.context() as mp:
+        settings = _workspace(mp, root, REAL)
+        # No `features` step: train builds the features when the warehouse lacks them.
+        assert main(["train"]) == 0
+    return root, settings
+
+
+@pytest.mark.parametrize("workspace", ["generated", "real"])
+def test_train_publishes_a_verified_current_version(workspace, request):
+    _, settings = request.getfixturevalue(workspace)
+    store = open_store(settings.model_store)
+    pointer, _ = store.read_pointer()
+    bundle = load_bundle(store, pointer)
+    manifest = bundle.manifest.raw
+    assert manifest["training"]["rows"] == (8950 if workspace == "real" else 4000)
+    assert manifest["metrics"]["label_agreement"] >= 0.999
+    assert len(manifest["segments"]) == 4
+    assert [r["status"] for r in _runs(settings)].count("promoted") == 1
+
+
+def test_real_file_golden_rows_are_synthetic_not_customers(real):
+    _, settings = real
+    store = open_store(settings.model_store)
+    manifest = load_bundle(store, store.read_pointer()[0]).manifest.raw
+    real_balances = {line.split(",")[1] for line in REAL.read_text().splitlines()[1:]}
+    assert all(
+        f"{r['inputs']['balance']:.6f}" not in real_balances for r in manifest["golden_rows"]
+    )
+
+
+def test_a_feature_sql_that_differs_from_duckdb_fails_the_export_and_publishes_nothing(
+    real, monkeypatch, capsys
+):
+    root, settings = real
+    import training.features as features
+
+    compiled = features.compiled_feature_sql
+
+    def broken(*args, **kwargs) -> str:
+        # The served graph would compute log_balance differently from the warehouse.
+        sql = compiled(*args, **kwargs)
+        assert "ln(1.0 + balance)" in sql
+        return sql.replace("ln(1.0 + balance)", "ln(2.0 + balance)")
+
+    monkeypatch.setattr(features, "compiled_feature_sql", broken)
+    store = open_store(settings.model_store)
+    before = store.list("versions")
+    pointer_before = store.read_pointer()[0]
+    with monkeypatch.context() as mp:
+        _workspace(mp, root, REAL)
+        assert main(["train"]) == 2
+    err = capsys.readouterr().err
+    assert "feature parity" in err and "'log_balance'" in err
+    assert store.list("versions") == before
+    assert store.read_pointer()[0] == pointer_before
+    failed = [r for r in _runs(settings) if r["status"] == "failed"]
+    assert len(failed) == 1 and "feature parity" in failed[0]["error"]
+    assert "'log_balance'" in failed[0]["error"]
+
+
+def test_no_promote_publishes_a_version_without_moving_the_pointer(generated, monkeypatch):
+    root, settings = generated
+    store = open_store(settings.model_store)
+    pointer_before = store.read_pointer()[0]
+    with monkeypatch.context() as mp:
+        _workspace(mp, root, root / "customers.csv")
+        assert main(["train", "--no-promote", "--k", "3"]) == 0
+    assert store.read_pointer()[0] == pointer_before
+    versions = {key.split("/")[1] for key in store.list("versions")}
+    assert len(versions) == 2
+    (new,) = versions - {pointer_before.version}
+    assert json.loads(store.read(f"versions/{new}/manifest.json"))["training"]["k"] == 3
+    assert [r["status"] for r in _runs(settings)].count("published") == 1

@@ -1,0 +1,40 @@
+"""`segmentation features`: run `dbt build` on SEGMENTATION_DATA into SEGMENTATION_WAREHOUSE."""
+
+from __future__ import annotations
+
+import argparse
+
+from segmentation import Settings
+
+HELP = "Run `dbt build` on SEGMENTATION_DATA into SEGMENTATION_WAREHOUSE."
+#: Quarantine reasons listed, most frequent first; the rest are counted in one line.
+TOP_REASONS = 10
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the subcommand's options."""
+    parser.add_argument("--select", help="dbt selection (default: every model and test)")
+    parser.add_argument("--quiet", action="store_true", help="hide dbt's progress lines")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Build, then print row counts, the quarantine's reasons, warnings and seconds."""
+    from training.features import build_features  # dbt is heavy: import on use
+
+    result = build_features(settings, select=args.select, quiet=args.quiet)
+    print(f"staged: {_count(result.staged_rows)}")
+    print(f"quarantined: {_count(result.quarantined_rows)}")
+    reasons = list(result.quarantine_reasons.items())
+    for reason, n in reasons[:TOP_REASONS]:
+        print(f"  {reason}: {n:,}")
+    if len(reasons) > TOP_REASONS:
+        print(f"  ... {len(reasons) - TOP_REASONS} more reasons: see stg_customers__quarantine")
+    print(f"features: {_count(result.feature_rows)}")
+    for warning in result.warnings:
+        print(f"warning: {warning}")
+    print(f"seconds: {result.seconds:.1f}")
+    return 0
+
+
+def _count(n: int | None) -> str:
+    return "not built" if n is None else f"{n:,}"

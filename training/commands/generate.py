@@ -1,0 +1,54 @@
+"""`segmentation generate`: write realistic sample customers (CSV or Parquet)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from segmentation import Settings
+
+HELP = "Write realistic sample customers (CSV or Parquet)."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--rows",
+        type=int,
+        default=None,
+        help="customers to write (default SEGMENTATION_SAMPLE_ROWS)",
+    )
+    parser.add_argument("--seed", type=int, default=None, help="seed (default SEGMENTATION_SEED)")
+    parser.add_argument("--output", default=None, help="file to write (default SEGMENTATION_DATA)")
+    parser.add_argument(
+        "--format",
+        choices=("csv", "parquet"),
+        default=None,
+        help="file format (default: from the output's suffix)",
+    )
+    parser.add_argument(
+        "--dirty-fraction",
+        type=float,
+        default=0.0,
+        help="share of rows made invalid on purpose, to exercise quarantine (default 0)",
+    )
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Generate the sample data and print rows, path and seconds."""
+    # Imported here so `segmentation --help` stays fast (pyarrow, params).
+    from training.datagen import write_customers
+
+    rows = settings.sample_rows if args.rows is None else args.rows
+    seed = settings.seed if args.seed is None else args.seed
+    output = Path(settings.data if args.output is None else args.output)
+    started = time.perf_counter()
+    path = write_customers(
+        output, rows, seed=seed, fmt=args.format, dirty_fraction=args.dirty_fraction
+    )
+    seconds = time.perf_counter() - started
+    print(
+        f"wrote {rows:,} customers to {path} in {seconds:.2f} s "
+        f"({rows / max(seconds, 1e-9):,.0f} rows/s, seed {seed})"
+    )
+    return 0
