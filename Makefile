@@ -33,6 +33,8 @@ serve: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/segmentation contract --check
+	cd dbt_project && ../$(BIN)/sqlfluff lint models --disable-progress-bar
 
 test: lint
 	$(BIN)/pytest

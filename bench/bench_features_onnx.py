@@ -2,6 +2,7 @@
 
 Run: ``.venv/bin/python bench/bench_features_onnx.py [--repeats 7] [--sizes 1,1000,...]``.
 Prints medians: rows/s and features/s of onnxruntime (2 intra-op threads) on the SQL below
+(double `[N, F]`, double `[F, N]` only, and float32 `[N, F]` as the exported graph ships it)
 at each batch size, of the same features in numpy, and the latency of one DuckDB query
 per customer (the per-request alternative the design rejects).
 """
@@ -194,25 +195,30 @@ def main() -> None:
     n_features = len(compiled.feature_names)
     session = _session(compiled.model, args.threads)
     by_column = _session(_column_major_only(), args.threads)
+    # What the exported graph ships: `features` float32 [N, F] (docs/bundle-format.md).
+    as_float = _session(compiled.float_model(), args.threads)
     print(
         f"features: {n_features}, graph nodes: {len(compiled.model.graph.node)}, "
         f"onnxruntime {ort.__version__}, intra_op_num_threads={args.threads}"
     )
     print(
         f"{'rows':>9} {'onnx rows/s':>13} {'onnx feat/s':>14} {'[F,N] rows/s':>13} "
-        f"{'numpy rows/s':>13} {'onnx/numpy':>10} {'[F,N]/numpy':>11}"
+        f"{'f32 rows/s':>13} {'numpy rows/s':>13} {'onnx/numpy':>10} {'[F,N]/numpy':>11}"
     )
     for size in (int(s) for s in args.sizes.split(",")):
         rows = make_rows(size)
         got = session.run(None, rows)[0]
         np.testing.assert_allclose(got, numpy_features(rows), rtol=1e-12, equal_nan=True)
         np.testing.assert_array_equal(by_column.run(None, rows)[0], got.T)
+        np.testing.assert_array_equal(as_float.run(None, rows)[0], got.astype(np.float32))
         t_onnx = median_seconds(lambda rows=rows: session.run(None, rows), args.repeats)
         t_cols = median_seconds(lambda rows=rows: by_column.run(None, rows), args.repeats)
+        t_f32 = median_seconds(lambda rows=rows: as_float.run(None, rows), args.repeats)
         t_numpy = median_seconds(lambda rows=rows: numpy_features(rows), args.repeats)
         print(
             f"{size:>9} {size / t_onnx:>13,.0f} {size * n_features / t_onnx:>14,.0f} "
-            f"{size / t_cols:>13,.0f} {size / t_numpy:>13,.0f} {t_numpy / t_onnx:>10.2f} "
+            f"{size / t_cols:>13,.0f} {size / t_f32:>13,.0f} {size / t_numpy:>13,.0f} "
+            f"{t_numpy / t_onnx:>10.2f} "
             f"{t_numpy / t_cols:>11.2f}"
         )
     one = {k: float(v[0]) for k, v in make_rows(1, seed=3).items()}

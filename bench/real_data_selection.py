@@ -2,24 +2,31 @@
 
 Usage: ``.venv/bin/python bench/real_data_selection.py [--csv PATH] [--seed 42]``
 
-Loads ``../shared/data/cc_general.csv`` (never copied into the repository), computes the
-agreed engineered features in numpy (same formulas as ``customer_features.sql``), applies
-the training preprocessing idea (median imputation, quantile clipping 0.5/99.5%, standard
-scaling, PCA keeping >= 80% of the variance) and prints:
+Loads ``../shared/data/cc_general.csv`` (never copied into the repository) and prints:
 
 1. the feature-set comparison (raw scaled columns as in the seed notebook, log
-   transforms, ratios only, the full agreed set, a compact behavioural subset),
-2. the selection tables (k sweep, algorithms) on the recommended set,
-3. the chosen model's silhouette in its clustering space and in a 2-D PCA projection,
-   bootstrap ARI and per-segment Jaccard, segment shares, names and descriptions.
+   transforms, ratios only, the full agreed set, compact behavioural subsets), on the
+   agreed engineered features computed in numpy (same formulas as
+   ``customer_features.sql``) with the training preprocessing idea (median imputation,
+   quantile clipping 0.5/99.5%, standard scaling, PCA keeping >= 80% of the variance);
+2. what ``segmentation train`` does by default on that file, by running the same code:
+   ``dbt build`` into a temporary warehouse, then ``training.fit.fit_model`` with the
+   default ``TrainingParams`` (``--cluster-features`` overrides the clustering features):
+   the selection tables (k sweep, algorithms), the chosen model's silhouette on every row
+   in its clustering space and in a 2-D PCA projection, bootstrap ARI and per-segment
+   Jaccard, segment shares, names and descriptions.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import io
 import logging
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,12 +41,12 @@ from threadpoolctl import threadpool_limits
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from a checkout
 
+from segmentation import Settings  # noqa: E402
 from segmentation.schema import FIELD_NAMES, RAW_NAMES  # noqa: E402
-from training.explain import explain_segments, segment_profiles  # noqa: E402
-from training.naming import name_segments  # noqa: E402
-from training.selection import SelectionConfig, select_model  # noqa: E402
+from segmentation.store import LocalStore  # noqa: E402
+from training.pipeline import TrainingParams, parse_cluster_features  # noqa: E402
 from training.stability import assess_stability  # noqa: E402
-from training.surrogate import ClusterSpec, fit_servable  # noqa: E402
+from training.surrogate import ClusterSpec  # noqa: E402
 
 DEFAULT_CSV = ROOT.parent / "shared" / "data" / "cc_general.csv"
 MONEY = (
@@ -85,7 +92,6 @@ BEHAVIOUR_6 = (
 )
 BEHAVIOUR_7 = (*BEHAVIOUR_6, "credit_utilization_ratio")
 BEHAVIOUR_9 = (*BEHAVIOUR_7, "log_balance", "log_credit_limit")
-FEATURE_SETS = {"full": FULL, "behaviour6": BEHAVIOUR_6, "behaviour7": BEHAVIOUR_7}
 
 
 def load_raw(path: Path) -> dict[str, np.ndarray]:
@@ -241,16 +247,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--boot", type=int, default=20, help="bootstrap replicates")
     parser.add_argument("--skip-feature-sets", action="store_true")
     parser.add_argument(
-        "--features",
-        choices=tuple(FEATURE_SETS),
-        default="behaviour6",
-        help="clustering features (the recommended default: behaviour6)",
+        "--cluster-features",
+        help="comma list or 'all' (default: training's default, the six behaviour features)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     # 8,950 rows: OpenMP threads only add contention on a shared 2-core machine.
     with threadpool_limits(limits=1, user_api="openmp"):
         return _run(args)
+
+
+def _train_default(args: argparse.Namespace, root: Path):
+    """What `segmentation train` fits on the file: dbt features, then `fit_model`."""
+    from training.features import build_features, compiled_feature_sql
+    from training.fit import fit_model
+    from training.sql_onnx import compile_features
+    from training.train import load_training_data
+
+    os.environ.setdefault("DBT_TARGET_PATH", str(root / "target"))
+    os.environ.setdefault("DBT_LOG_PATH", str(root / "logs"))
+    settings = Settings(data=str(args.csv), warehouse=str(root / "wh.duckdb"))
+    with contextlib.redirect_stdout(io.StringIO()):  # dbt's per-model log lines
+        build_features(settings)
+    names = tuple(compile_features(compiled_feature_sql(settings), FIELD_NAMES).feature_names)
+    data = load_training_data(settings, names)
+    overrides = {"seed": args.seed, "stability_boot": args.boot}
+    if args.cluster_features is not None:
+        overrides["cluster_features"] = parse_cluster_features(args.cluster_features)
+    params = TrainingParams(**overrides)
+    fitted = fit_model(data, names, params, LocalStore(root / "store"), lambda stage: None)
+    return params, names, fitted
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -261,39 +287,40 @@ def _run(args: argparse.Namespace) -> int:
     if not args.skip_feature_sets:
         compare_feature_sets(raw, feats, args.seed, n_boot=10)
 
-    features = FEATURE_SETS[args.features]
-    Z = preprocess(np.column_stack([feats[f] for f in features]), 0.80, True, args.seed)
+    with tempfile.TemporaryDirectory(prefix="real-data-") as tmp:
+        params, names, fitted = _train_default(args, Path(tmp))
+    choice, ev, trust = fitted.choice, fitted.evaluation, fitted.trust
+    clustered = names if params.cluster_features is None else params.cluster_features
+    Z, labels = ev.embedding, ev.labels
     print(
-        f"\n# Selection on feature set {args.features!r} ({len(features)} features): "
-        f"{Z.shape[1]} PCA components (>= 80% variance)"
+        f"\n# What `segmentation train` fits by default: {len(clustered)} clustering features "
+        f"({', '.join(clustered)}), {Z.shape[1]} PCA components "
+        f"({ev.explained_variance:.1%} of the variance)"
     )
-    # Profiles, names and descriptions always read the full agreed set: the business
-    # describes segments with every feature, whatever subset separates them.
-    names = FULL
-    X = np.column_stack([feats[f] for f in names])
-    result = select_model(Z, random_state=args.seed, config=SelectionConfig(n_boot=args.boot))
-    print_selection(result)
-
-    model = fit_servable(result.chosen, Z, random_state=args.seed)
-    labels = model.predict(Z)
-    stab = assess_stability(result.chosen, Z, n_boot=args.boot, random_state=args.seed)
-    print(f"\n## Chosen model {result.chosen.label} on all {len(Z):,} rows")
-    print(f"- silhouette, clustering space ({Z.shape[1]} dims): {silhouette_score(Z, labels):.3f}")
+    print_selection(choice.selection)
+    stab = trust.stability
+    print(f"\n## Chosen model {choice.spec.label}, served as {choice.served_as}")
+    print(f"- silhouette, clustering space, all {len(Z):,} rows: {silhouette_score(Z, labels):.3f}")
     print(f"- silhouette, 2-D PCA projection: {pca2_silhouette(Z, labels, args.seed):.3f}")
     # Published figures are usually KMeans fitted in the 2-D projection itself.
     xy = PCA(n_components=2, random_state=args.seed).fit_transform(Z)
-    refit = KMeans(model.n_clusters, n_init=10, random_state=args.seed).fit_predict(xy)
-    print(f"- silhouette, KMeans refitted in the 2-D projection: {silhouette_score(xy, refit):.3f}")
-    print(f"- bootstrap ARI (B={args.boot}): mean {stab.ari_mean:.3f}, min {stab.ari_min:.3f}")
-    prof = segment_profiles(X, labels, names, model.n_clusters)
-    naming = name_segments(prof.z, names)
-    expl = explain_segments(X, labels, names, model.n_clusters)
-    print("\n| segment | name | share | bootstrap Jaccard | band | description |")
+    refit = KMeans(choice.clusterer.n_clusters, n_init=10, random_state=args.seed)
+    print(
+        "- silhouette, KMeans refitted in the 2-D projection: "
+        f"{silhouette_score(xy, refit.fit_predict(xy)):.3f}"
+    )
+    print(
+        f"- bootstrap on {stab.rows:,} rows (B={stab.n_boot}): ARI mean {stab.ari_mean:.3f}, "
+        f"min {stab.ari_min:.3f}; surrogate agreement {choice.surrogate_agreement:.3f}"
+    )
+    print("\n| id | name | share | bootstrap Jaccard | band | description |")
     print("|---|---|---|---|---|---|")
-    for seg, nm, ex in zip(stab.segments, naming.names, expl, strict=True):
+    for j, (nm, ex) in enumerate(zip(trust.naming.names, trust.explanations, strict=True)):
+        seg = next((s for s in stab.segments if s.cluster == j), None)
+        jac, band = (f"{seg.jaccard_mean:.3f}", seg.band) if seg else ("n/a", "n/a")
         print(
-            f"| {seg.cluster} | {nm.name} | {ex.share:.1%} | {seg.jaccard_mean:.3f} "
-            f"| {seg.band} | {ex.description} |"
+            f"| {trust.ids.ids[j]} | {nm.name} | {ex.share:.1%} | {jac} | {band} "
+            f"| {ex.description} |"
         )
     print(f"\nTotal time {time.perf_counter() - started:.1f} s")
     return 0

@@ -62,7 +62,7 @@ def workspace(tmp_path_factory):
             "segments": _query(settings, "select count(*) from customer_segments")[0][0],
             "profiles": _query(settings, "select count(*) from segment_profiles")[0][0],
         }
-        train_and_publish(settings, TrainingParams(k=4, seed=5))
+        train_and_publish(settings, TrainingParams(k=4, algorithm="kmeans", seed=5))
         assert main(["score", "--quiet"]) == 0
     return root, settings, before
 

@@ -20,7 +20,7 @@ from segmentation import FIELD_NAMES, FIELDS, Settings
 from segmentation.bundle import load_bundle, sha256
 from segmentation.store import open_store, version_key
 from training.datagen import write_customers
-from training.manifest import drift_reference, segment_names, snapshot_sha256
+from training.manifest import drift_reference, snapshot_sha256
 from training.pipeline import TrainingParams
 from training.train import FEATURE_TABLE, train_and_publish
 
@@ -53,15 +53,6 @@ def test_drift_reference_shares_count_valid_values_and_nulls_separately():
     assert sum(spread["shares"]) == pytest.approx(1.0) and len(spread["bin_edges"]) == 11
     assert ref["features"]["constant"] == {"bin_edges": [0.0], "shares": [1.0], "null_share": 0.0}
     assert ref["segment_shares"] == {"0": 0.3, "1": 0.7}
-
-
-def test_segment_names_are_unique_and_descriptions_name_features():
-    rng = np.random.default_rng(4)
-    names = ("cash_advance_ratio", "purchases_per_month", "full_payment_share", "log_balance")
-    z = rng.normal(0, 1.5, size=(4, 4))
-    named = segment_names(z, names, np.array([2, 0, 1, 3]))
-    assert len({n for n, _ in named}) == 4
-    assert all(d and not d.startswith(("above", "below")) for _, d in named)
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +135,9 @@ def test_manifest_features_segments_and_metrics_describe_the_training_data(train
     assert sum(s["share"] for s in segments) == pytest.approx(1.0)
     assert len({s["name"] for s in segments}) == 4
     assert all(set(s["profile"]) == set(names) for s in segments)
+    assert all(s["description"].endswith("of customers") for s in segments)
+    assert all(len(s["top_features"]) == 3 and set(s["top_features"]) <= set(names)
+               for s in segments)  # fmt: skip
     assert manifest["atypical_distance"] > 0
     assert -1 <= manifest["metrics"]["silhouette"] <= 1 and manifest["metrics"]["inertia"] > 0
     assert manifest["metrics"]["label_agreement"] >= 0.999
@@ -193,12 +187,45 @@ def test_golden_rows_include_the_edge_cases_with_expected_outputs(trained):
 
 
 @slow
-def test_report_is_offline_html_with_the_scatter_and_the_heatmap(trained):
+def test_manifest_records_selection_stability_ids_and_naming(trained):
+    manifest = trained[3]
+    selection = manifest["selection"]
+    assert selection["k_fixed"] and not selection["algorithm_fixed"]
+    assert selection["chosen"]["n_clusters"] == 4 == manifest["training"]["k"]
+    assert {a["algorithm"] for a in selection["algorithms"]} == {
+        "kmeans", "agglomerative", "gmm", "dbscan"
+    }  # fmt: skip
+    assert manifest["training"]["model"]["algorithm"] == manifest["training"]["algorithm"]
+    stability = manifest["stability"]
+    assert len(stability["segments"]) == 4 and stability["n_boot"] == 20
+    assert manifest["metrics"]["stability_ari_mean"] == pytest.approx(
+        stability["ari_mean"], abs=1e-6
+    )
+    assert manifest["segment_ids"]["method"] == "first model"
+    assert manifest["segment_ids"]["ids"] == [s["id"] for s in manifest["segments"]]
+    named = [n["name"] for n in manifest["naming"]["segments"]]
+    assert named == [s["name"] for s in manifest["segments"]]
+
+
+@slow
+def test_serving_names_and_explains_each_segment_as_the_manifest_does(trained):
+    _, _, store, manifest, _ = trained
+    bundle = load_bundle(store, store.read_pointer()[0])
+    assert bundle.segment_names == {s["id"]: s["name"] for s in manifest["segments"]}
+    served = {s.id: list(s.top_features) for s in bundle.manifest.segments}
+    assert served == {s["id"]: s["top_features"] for s in manifest["segments"]}
+
+
+@slow
+def test_report_is_offline_html_with_every_plot(trained):
     _, result, store, manifest, _ = trained
     html = store.read(version_key(result.version, "report.html")).decode()
     assert html.startswith("<!DOCTYPE html>")
-    assert html.count('src="data:image/png;base64,') == 2
-    assert "PCA scatter by segment" in html and "Segment profile heatmap" in html
+    assert html.count('src="data:image/png;base64,') == 5
+    for alt in ("Elbow and silhouette by k", "Algorithm comparison", "Stability by segment",
+                "PCA scatter by segment", "Segment profile heatmap"):  # fmt: skip
+        assert f'alt="{alt}"' in html
+    assert "Segment explanations" in html and "bench/real_data_selection.py" in html
     assert not re.search(r"(src|href)=\"https?://", html)
     assert all(s["name"] in html for s in manifest["segments"])
 

@@ -138,7 +138,7 @@ def test_exported_graph_takes_the_staged_columns_and_returns_the_contract_output
     assert outputs == {
         "segment_id": TensorProto.INT64,
         "distances": TensorProto.FLOAT,
-        "features": TensorProto.DOUBLE,
+        "features": TensorProto.FLOAT,
     }
     props = {p.key: p.value for p in exported.model.metadata_props}
     assert props["feature_sql_sha256"] == "0" * 64
@@ -226,3 +226,63 @@ def test_segment_gate_tolerates_a_tie_flip_below_the_margin_epsilon():
     agreement = op.label_agreement(flipped, labels, distances, 1e-3)
     op.check_agreement("test", agreement, 0.999)
     assert agreement.share == pytest.approx(0.999)
+
+
+#: A small feature SELECT for the compiled-graph join (DuckDB semantics via the compiler).
+JOIN_SQL = """
+select customer_id,
+       ln(1 + balance) as log_balance,
+       case when purchases_trx > 0 then purchases / purchases_trx else 0.0 end as ticket,
+       purchases_frequency,
+       cash_advance_frequency,
+       ln(1 + minimum_payments) as log_minimum_payments
+from staged
+"""
+
+
+@pytest.mark.parametrize(
+    "clustered", [("log_minimum_payments", "purchases_frequency"), None], ids=["select", "all"]
+)
+def test_compiled_features_feed_the_pipeline_their_float32_columns_directly(
+    training_rows, clustered
+):
+    from training.sql_onnx import compile_features, evaluate
+
+    compiled = compile_features(JOIN_SQL, FIELD_NAMES)
+    raw = training_rows[0]
+    X = evaluate(compiled, raw)
+    params = TrainingParams(k=3, seed=7, cluster_features=clustered)
+    pipeline = build_pipeline(params, compiled.feature_names).fit(X)
+    folded = op.folded_graph(pipeline, np.array([5, 6, 7]))
+    fast = ex.join_graphs(compiled, folded)
+    # The same graph joined generically (a feature graph that cannot be re-emitted).
+    plain = StandInFeatures(compiled.model, compiled.feature_names, compiled.sql_sha256)
+    generic = ex.join_graphs(plain, folded)
+    gathers = lambda m: sum(n.op_type == "Gather" for n in m.graph.node)  # noqa: E731
+    assert gathers(fast) == 1  # the stable-id lookup only: no Gather of clustered columns
+    assert gathers(generic) == (2 if clustered else 1)
+    got, want = op.run(fast, ex.raw_feeds(raw)), op.run(generic, ex.raw_feeds(raw))
+    for name in ("segment_id", "distances", "features"):
+        np.testing.assert_array_equal(got[name], want[name])
+    assert got["features"].dtype == np.float32
+    np.testing.assert_array_equal(got["features"], X.astype(np.float32))
+    sk_ids, _ = op.sklearn_segments(pipeline, X, np.array([5, 6, 7]))
+    assert np.mean(got["segment_id"] == sk_ids) >= 0.999
+
+
+def test_a_pipeline_that_does_not_cast_its_input_gets_doubles_through_an_adapter():
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSum", [op.PIPELINE_INPUT], ["total"], keepdims=0)],
+        "other",
+        [helper.make_tensor_value_info(op.PIPELINE_INPUT, TensorProto.DOUBLE, ["N", 3])],
+        [helper.make_tensor_value_info("total", TensorProto.DOUBLE, [])],
+    )
+    columns, name = ex._read_float(graph, drop_gather=True)
+    assert columns is None
+    assert graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT
+    first = graph.node[0]
+    assert (first.op_type, list(first.input), list(first.output)) == (
+        "Cast",
+        [name],
+        [op.PIPELINE_INPUT],
+    )

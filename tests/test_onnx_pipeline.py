@@ -63,7 +63,7 @@ def test_folded_graph_has_one_matrix_product_and_no_external_data():
     X = _data(6)
     model = op.folded_graph(build_pipeline(TrainingParams(seed=6)).fit(X))
     ops = [n.op_type for n in model.graph.node]
-    assert ops.count("MatMul") == 1 and "Gemm" not in ops
+    assert ops.count("Gemm") == 1 and "MatMul" not in ops
     assert {"ArgMin", "Gather", "Sqrt", "Imputer"} <= set(ops)
     assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
     assert {(o.domain, o.version) for o in model.opset_import} == {("", 17), ("ai.onnx.ml", 3)}
@@ -111,3 +111,57 @@ def test_clipper_converter_keeps_double_precision():
     model = to_onnx(clipper, initial_types=[("x", DoubleTensorType([None, 2]))], target_opset=17)
     (got,) = op.run(model, {"x": X}).values()
     np.testing.assert_array_equal(got, clipper.transform(X))
+
+
+NAMES = tuple(f"f{i}" for i in range(8))
+
+
+def _surrogate_pipeline(X: np.ndarray, params: TrainingParams, algorithm: str):
+    """Preprocessing fitted on X, then the nearest-centroid form of ``algorithm``."""
+    from training.pipeline import CentroidAssigner
+    from training.surrogate import ClusterSpec, fit_servable
+
+    pipeline = build_pipeline(params, NAMES)
+    Z = pipeline[:-1].fit(X).transform(X)
+    servable = fit_servable(ClusterSpec(algorithm, 3), Z, random_state=params.seed)
+    pipeline.steps[-1] = ("cluster", CentroidAssigner(servable.cluster_centers_).fit(Z))
+    return pipeline
+
+
+@pytest.mark.parametrize(
+    "features", [("f5", "f0", "f2"), ("f7",), NAMES[::-1]], ids=["three", "one", "reversed"]
+)
+def test_folded_graph_gathers_the_cluster_features_and_still_equals_sklearn(features):
+    X = _data(10)
+    params = TrainingParams(k=3, seed=10, cluster_features=features)
+    pipeline = build_pipeline(params, NAMES).fit(X)
+    folded = op.folded_graph(pipeline)
+    gather = next(n for n in folded.graph.node if n.op_type == "Gather")
+    assert gather.input[0] == op.PIPELINE_INPUT  # the first node reads every feature
+    columns = next(t for t in folded.graph.initializer if t.name.endswith("columns"))
+    assert numpy_helper.to_array(columns).tolist() == [NAMES.index(f) for f in features]
+    proof = op.prove_folded(folded, pipeline, X)
+    assert proof.vs_sklearn.clear_disagreements == 0 and proof.max_distance_error < 1e-3
+    reference_ops = [n.op_type for n in op.reference_graph(pipeline, X.shape[1]).graph.node]
+    assert reference_ops[0] == "Gather"
+
+
+def test_folded_graph_skips_the_gather_when_every_feature_is_clustered():
+    X = _data(11)
+    pipeline = build_pipeline(TrainingParams(k=3, seed=11, cluster_features=None), NAMES).fit(X)
+    ops = [n.op_type for n in op.folded_graph(pipeline).graph.node]
+    assert ops.count("Gather") == 1  # only the stable-id table
+
+
+@pytest.mark.parametrize("algorithm", ["agglomerative", "gmm"])
+def test_a_surrogate_final_step_exports_and_proves_like_kmeans(algorithm):
+    X = _data(12, missing=0.05)
+    params = TrainingParams(k=3, seed=12, cluster_features=("f1", "f3", "f4", "f6"))
+    pipeline = _surrogate_pipeline(X, params, algorithm)
+    ids = np.array([4, 9, 2])
+    folded = op.folded_graph(pipeline, ids)
+    proof = op.prove_folded(folded, pipeline, X, ids)
+    assert proof.vs_reference.share >= 0.999 and proof.vs_sklearn.clear_disagreements == 0
+    out = op.run(folded, {op.PIPELINE_INPUT: X})
+    served = ids[pipeline[-1].predict(pipeline[:-1].transform(X))]
+    np.testing.assert_array_equal(out["segment_id"], served)

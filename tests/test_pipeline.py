@@ -6,7 +6,17 @@ import numpy as np
 import pytest
 
 from segmentation import ConfigError, Settings
-from training.pipeline import QuantileClipper, TrainingParams, build_pipeline, evaluate
+from training.pipeline import (
+    BEHAVIOUR_FEATURES,
+    CentroidAssigner,
+    ColumnSelector,
+    QuantileClipper,
+    TrainingParams,
+    build_pipeline,
+    evaluate,
+)
+
+NAMES = tuple(f"f{i}" for i in range(6))
 
 
 @pytest.fixture(scope="module")
@@ -22,18 +32,68 @@ def blobs() -> np.ndarray:
 
 def test_pipeline_has_the_exportable_steps_in_order():
     pipeline = build_pipeline(TrainingParams())
-    assert list(pipeline.named_steps) == ["impute", "clip", "scale", "pca", "kmeans"]
+    assert list(pipeline.named_steps) == ["select", "impute", "clip", "scale", "pca", "cluster"]
+    assert pipeline.named_steps["select"].columns is None  # no names: every column
     assert pipeline.named_steps["impute"].strategy == "median"
-    assert pipeline.named_steps["pca"].n_components == 0.90
-    kmeans = pipeline.named_steps["kmeans"]
+    assert pipeline.named_steps["pca"].n_components == 0.80
+    kmeans = pipeline.named_steps["cluster"]
     assert (kmeans.n_clusters, kmeans.n_init, kmeans.random_state) == (4, 10, 42)
+
+
+def test_defaults_cluster_the_six_behaviour_features_and_select_k_and_algorithm():
+    params = TrainingParams()
+    assert params.cluster_features == BEHAVIOUR_FEATURES and len(BEHAVIOUR_FEATURES) == 6
+    assert (params.k, params.algorithm, params.select, params.sweeps) == (None, None, True, True)
+
+
+@pytest.mark.parametrize(
+    ("k", "algorithm", "select", "sweeps"),
+    [(4, "kmeans", True, False), (4, None, True, True), (None, "gmm", True, True),
+     (None, None, False, False)],
+)  # fmt: skip
+def test_selection_runs_unless_k_and_algorithm_are_fixed_or_it_is_off(k, algorithm, select, sweeps):
+    assert TrainingParams(k=k, algorithm=algorithm, select=select).sweeps is sweeps
+
+
+@pytest.mark.parametrize(
+    ("wanted", "kept"), [(("f4", "f1"), [4, 1]), (None, [0, 1, 2, 3, 4, 5]), (("f0",), [0])]
+)
+def test_the_first_step_keeps_the_cluster_features_in_their_order(blobs, wanted, kept):
+    pipeline = build_pipeline(TrainingParams(k=3, cluster_features=wanted), NAMES).fit(blobs)
+    selected = pipeline.named_steps["select"].transform(blobs)
+    np.testing.assert_array_equal(selected, blobs[:, kept])
+    assert pipeline.named_steps["pca"].n_features_in_ == len(kept)
+
+
+def test_unknown_cluster_features_raise_a_config_error_naming_them():
+    with pytest.raises(ConfigError, match=r"cluster_features: .*\['log_nothing'\]"):
+        build_pipeline(TrainingParams(cluster_features=("f1", "log_nothing")), NAMES)
+
+
+def test_column_selector_refuses_indices_beyond_the_matrix():
+    with pytest.raises(ConfigError, match="column indices below 2"):
+        ColumnSelector((0, 5)).fit(np.ones((4, 2)))
+
+
+def test_centroid_assigner_serves_the_nearest_of_fixed_centres():
+    centers = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    X = np.array([[1.0, 1.0], [9.0, -1.0], [1.0, 8.0], [4.0, 0.0]])
+    assigner = CentroidAssigner(centers).fit(X)
+    np.testing.assert_array_equal(assigner.predict(X), [0, 1, 2, 0])
+    np.testing.assert_allclose(assigner.transform(X)[3], [4.0, 6.0, np.hypot(4, 10)])
+    assert assigner.n_clusters == 3 and assigner.labels_.tolist() == [0, 1, 2, 0]
+
+
+def test_centroid_assigner_refuses_centres_of_another_width():
+    with pytest.raises(ConfigError, match="centroids of width 3"):
+        CentroidAssigner(np.zeros((2, 2))).fit(np.ones((4, 3)))
 
 
 @pytest.mark.parametrize(("k", "variance", "seed"), [(3, 0.8, 1), (5, 0.95, 2)])
 def test_knobs_reach_the_steps(k, variance, seed):
     pipeline = build_pipeline(TrainingParams(k=k, pca_variance=variance, seed=seed))
-    assert pipeline.named_steps["kmeans"].n_clusters == k
-    assert pipeline.named_steps["kmeans"].random_state == seed
+    assert pipeline.named_steps["cluster"].n_clusters == k
+    assert pipeline.named_steps["cluster"].random_state == seed
     assert pipeline.named_steps["pca"].n_components == variance
     assert pipeline.named_steps["pca"].random_state == seed
 
@@ -43,7 +103,8 @@ def test_same_seed_gives_the_same_model_and_labels(blobs):
     second = build_pipeline(TrainingParams(k=3, seed=5)).fit(blobs)
     np.testing.assert_array_equal(first.predict(blobs), second.predict(blobs))
     np.testing.assert_array_equal(
-        first.named_steps["kmeans"].cluster_centers_, second.named_steps["kmeans"].cluster_centers_
+        first.named_steps["cluster"].cluster_centers_,
+        second.named_steps["cluster"].cluster_centers_,
     )
 
 
@@ -88,6 +149,10 @@ def test_evaluation_reports_metrics_and_the_atypical_quantile(blobs):
         ({"SEGMENTATION_PCA_VARIANCE": "0.8"}, "pca_variance", 0.8),
         ({"SEGMENTATION_KMEANS_N_INIT": "20"}, "n_init", 20),
         ({"SEGMENTATION_CLIP_QUANTILES": "0.01,0.99"}, "clip_quantiles", (0.01, 0.99)),
+        ({"SEGMENTATION_ALGORITHM": "Agglomerative"}, "algorithm", "agglomerative"),
+        ({"SEGMENTATION_SELECT": "false"}, "select", False),
+        ({"SEGMENTATION_CLUSTER_FEATURES": "all"}, "cluster_features", None),
+        ({"SEGMENTATION_CLUSTER_FEATURES": "a, b"}, "cluster_features", ("a", "b")),
     ],
 )
 def test_params_read_environment_overrides(monkeypatch, env, field, value):
@@ -113,6 +178,10 @@ def test_explicit_overrides_beat_the_environment(monkeypatch):
         ({"SEGMENTATION_KMEANS_N_INIT": "3"}, "n_init: expected at least 10"),
         ({"SEGMENTATION_CLIP_QUANTILES": "0.9,0.1"}, "clip_quantiles: expected"),
         ({"SEGMENTATION_CLIP_QUANTILES": "0.1"}, "expected 'low,high'"),
+        ({"SEGMENTATION_ALGORITHM": "kmedoids"}, "algorithm: expected one of"),
+        ({"SEGMENTATION_SELECT": "maybe"}, "SEGMENTATION_SELECT: expected true or false"),
+        ({"SEGMENTATION_CLUSTER_FEATURES": ","}, "SEGMENTATION_CLUSTER_FEATURES: expected"),
+        ({"SEGMENTATION_ALGORITHM": "dbscan", "SEGMENTATION_K": "4"}, "dbscan finds its own k"),
     ],
 )
 def test_bad_settings_raise_config_errors_naming_the_setting(monkeypatch, env, message):

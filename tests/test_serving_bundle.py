@@ -36,6 +36,16 @@ def _renamed_input(model: onnx.ModelProto) -> bytes:
     return model.SerializeToString()
 
 
+def _double_features(model: onnx.ModelProto) -> bytes:
+    """The graph before features became float32: ``features`` double [N, F]."""
+    cast = next(n for n in model.graph.node if n.output[0] == "features")
+    model.graph.node.remove(cast)
+    model.graph.node.append(onnx.helper.make_node("Identity", [cast.input[0]], ["features"]))
+    output = next(o for o in model.graph.output if o.name == "features")
+    output.type.tensor_type.elem_type = onnx.TensorProto.DOUBLE
+    return model.SerializeToString()
+
+
 def test_a_published_bundle_loads_and_reproduces_its_golden_rows(model_store):
     pointer, _ = model_store.read_pointer()
     bundle = load_bundle(model_store, pointer)
@@ -67,6 +77,7 @@ def _five_segments(doc: dict) -> None:
         ("pickle published as the model", {"model_bytes": PICKLE_BYTES}, "model.onnx: not"),
         ("external data", {"model_bytes": "external"}, "external data"),
         ("renamed input", {"model_bytes": "renamed"}, "model.onnx: input names"),
+        ("double features", {"model_bytes": "double"}, "output features expected tensor.float"),
         ("golden rows off", {"manifest_edit": _golden_off}, "golden rows: distances"),
         ("manifest K differs", {"manifest_edit": _five_segments}, "expected width"),
         ("format version", {"manifest_edit": lambda d: d.update(format_version=2)}, "format"),
@@ -81,9 +92,10 @@ def test_a_bad_bundle_is_refused_with_the_reason(store, case, kwargs, message):
         "half": good[: len(good) // 2],
         "external": _with_external_tensor(model),
         "renamed": _renamed_input(build_model(ModelSpec())),
+        "double": _double_features(build_model(ModelSpec())),
     }
     kwargs = {k: variants.get(v, v) if isinstance(v, str) else v for k, v in kwargs.items()}
-    if kwargs.get("model_bytes") is PICKLE_BYTES or "external" in case or "renamed" in case:
+    if kwargs.get("model_bytes") is PICKLE_BYTES or case in ("external data", "renamed input"):
         # These cannot produce golden rows: record the good model's, as an attacker would.
         kwargs["manifest_edit"] = None
         pointer = _publish_with_golden_from(store, good, kwargs["model_bytes"])

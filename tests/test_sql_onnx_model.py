@@ -264,3 +264,30 @@ def test_columns_output_holds_the_same_features_column_major(compiled):
     rows, by_column = session.run(None, columns)
     np.testing.assert_array_equal(rows, by_column.T)
     np.testing.assert_array_equal(rows, evaluate(compiled, columns))
+
+
+@pytest.mark.parametrize("columns", [None, [12, 0, 9], [3]])
+def test_float_model_rounds_features_to_float32_and_outputs_the_chosen_columns(compiled, columns):
+    import onnxruntime as ort
+
+    model = compiled.float_model("clustering", columns)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(2)
+    feeds = {n: rng.uniform(0, 5000, 256).round(2) for n in FIELD_NAMES}
+    feeds["minimum_payments"][::7] = np.nan
+    feeds["credit_limit"][::11] = np.nan
+    features, clustering = session.run(["features", "clustering"], feeds)
+    expected = evaluate(compiled, feeds).astype(np.float32)
+    assert features.dtype == np.float32 and clustering.dtype == np.float32
+    np.testing.assert_array_equal(features, expected)
+    picked = list(range(len(NAMES))) if columns is None else columns
+    np.testing.assert_array_equal(clustering, expected[:, picked])
+
+
+@pytest.mark.parametrize(
+    ("name", "columns", "message"),
+    [("features", None, "must differ"), ("balance", None, "must differ"), ("c", [99], "index")],
+)
+def test_float_model_refuses_clashing_names_and_unknown_columns(compiled, name, columns, message):
+    with pytest.raises(ValueError, match=message):
+        compiled.float_model(name, columns)

@@ -21,9 +21,7 @@ COMMANDS: dict[str, str] = {
     "train": "Fit, export, verify, publish and promote a model version.",
     "score": "Score the warehouse's customers with the current model (batch).",
     "serve": "Start the local emulator: predict and health over HTTP on 127.0.0.1.",
-    "drift": "Compare current data with the served model's reference distributions.",
     "models": "List, show, promote or roll back model versions.",
-    "retrain": "Run the scheduled retrain once: features, drift, refit, gates, promote.",
     "contract": "Regenerate the dbt staging YAML and the OpenAPI document from the schema.",
 }
 
@@ -47,13 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     # Import only the chosen subcommand's module (cheap start-up); --help lists them all.
     chosen = next((a for a in argv if a in COMMANDS), None)
     names = [chosen] if chosen else list(COMMANDS)
-    available = {}
-    for name in names:
-        try:
-            available[name] = _load(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != f"training.commands.{name}":
-                raise
+    available = {name: _load(name) for name in names}
     args = build_parser(available).parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

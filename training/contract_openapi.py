@@ -173,6 +173,11 @@ def build(settings: Settings | None = None) -> dict:
                             "name": {"type": "string"},
                             "description": {"type": "string"},
                             "share": {"type": ["number", "null"]},
+                            "top_features": {
+                                "type": "array",
+                                "items": {"type": "string"},
+                                "description": "Features that most distinguish the segment.",
+                            },
                         },
                     },
                 },

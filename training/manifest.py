@@ -1,7 +1,15 @@
 """The manifest of a model version (``docs/bundle-format.md``, format_version 1).
 
-Everything here is read from the gated export and the evaluation; this module computes
-only summaries (profiles, drift reference histograms, hashes) and never refits anything.
+Everything here is read from the gated export, the evaluation, the model choice and the
+trust assessment (stability, ids, names, explanations); this module computes only
+summaries (drift reference histograms, hashes) and never refits anything.
+
+Beyond the format's required keys, a manifest carries ``selection`` (the k sweep and
+algorithm tables and the rule, or null when selection was skipped), ``stability``
+(bootstrap ARI and per-segment Jaccard of the served model), ``segment_ids`` (how the
+ids were matched to the previous model) and ``naming`` (the archetype scores and rule).
+Each segment has ``name``, ``description``, ``profile`` (feature means), ``top_features``,
+``archetype`` and ``stability``.
 """
 
 from __future__ import annotations
@@ -15,8 +23,10 @@ import numpy as np
 
 from segmentation import FIELDS
 
+from .choose import Choice
 from .export import ExportResult
 from .pipeline import Evaluation, TrainingParams
+from .trust import Trust
 
 FORMAT_VERSION = 1
 OUTPUTS = {"segment_id": "segment_id", "distances": "distances", "features": "features"}
@@ -59,42 +69,6 @@ def feature_descriptions(path: Path = FEATURES_YAML) -> dict[str, str]:
     return {}
 
 
-def profiles(X: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
-    """Per-segment mean of each feature (NULLs ignored), [K, F] in the features' units."""
-    out = np.full((k, X.shape[1]), np.nan)
-    for j in range(k):
-        rows = X[labels == j]
-        if len(rows):
-            valid = ~np.isnan(rows)
-            out[j] = np.where(valid, rows, 0).sum(0) / np.maximum(valid.sum(0), 1)
-    return out
-
-
-def profile_z(X: np.ndarray, profile: np.ndarray) -> np.ndarray:
-    """Segment means in overall standard deviations from the overall mean, [K, F]."""
-    mean, std = np.nanmean(X, axis=0), np.nanstd(X, axis=0)
-    return np.nan_to_num((profile - mean) / np.where(std > 0, std, 1.0))
-
-
-def segment_names(z: np.ndarray, names: tuple[str, ...], ids: np.ndarray) -> list[tuple[str, str]]:
-    """(name, description) per segment: ``training.naming``'s business names, and the
-    features furthest above and below average as the description."""
-    from .naming import name_segments
-
-    named = name_segments(z, names, ids=[int(i) for i in ids])
-    label = [n.replace("_", " ") for n in names]
-    out = []
-    for j, segment in enumerate(named.names):
-        ranked = np.argsort(-np.abs(z[j]), kind="stable")[:6]
-        above = [label[f] for f in ranked if z[j, f] > 0.25][:3]
-        below = [label[f] for f in ranked if z[j, f] < -0.25][:3]
-        parts = [f"above average: {', '.join(above)}" if above else "",
-                 f"below average: {', '.join(below)}" if below else ""]  # fmt: skip
-        description = "; ".join(p for p in parts if p) or "close to average"
-        out.append((segment.name, description[0].upper() + description[1:]))
-    return out
-
-
 def drift_reference(
     X: np.ndarray, names: tuple[str, ...], segment_ids: np.ndarray, bins: int
 ) -> dict:
@@ -125,6 +99,34 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+def _segments(export: ExportResult, evaluation: Evaluation, trust: Trust, rows: int) -> list[dict]:
+    names = export.feature_names
+    sizes = evaluation.sizes
+    out = []
+    for j, explained in enumerate(trust.explanations):
+        named = trust.naming.names[j]
+        # A segment absent from the stability sample has no bootstrap Jaccard.
+        stab = next((s for s in trust.stability.segments if s.cluster == j), None)
+        out.append(
+            {
+                "id": int(export.stable_ids[j]),
+                "name": named.name,
+                "description": explained.description,
+                "size": int(sizes[j]),
+                "share": float(sizes[j]) / rows,
+                "profile": {
+                    n: _num(v) for n, v in zip(names, trust.profiles.means[j], strict=True)
+                },
+                "top_features": list(explained.top_features),
+                "archetype": named.archetype,
+                "stability": None
+                if stab is None
+                else {"jaccard_mean": round(stab.jaccard_mean, 6), "band": stab.band},
+            }
+        )
+    return out
+
+
 def build_manifest(
     *,
     version: str,
@@ -135,7 +137,8 @@ def build_manifest(
     customer_ids: np.ndarray,
     feature_sql_sha256: str,
     params: TrainingParams,
-    names_override: list[tuple[str, str]] | None = None,
+    choice: Choice,
+    trust: Trust,
 ) -> dict:
     """The manifest dict (``files`` is filled by ``training.publish.publish_version``).
 
@@ -143,20 +146,18 @@ def build_manifest(
     ----------
     version, created_at : the version id and its (timezone-aware) creation time.
     export : the gated export (graph, stable ids, golden rows, parity evidence).
-    evaluation : the pipeline's evaluation on the training rows.
+    evaluation : the served pipeline's evaluation on the training rows.
     X, customer_ids : the training feature matrix (DuckDB's) and its customer ids.
     feature_sql_sha256 : sha256 of the compiled feature SELECT.
     params : the training knobs, recorded under ``training``.
-    names_override : (name, description) per KMeans cluster; default `segment_names`.
+    choice : the chosen clustering and how it is served.
+    trust : stability, ids, names and explanations, in cluster index order.
     """
     names = export.feature_names
     k = len(export.stable_ids)
-    profile = profiles(X, evaluation.labels, k)
-    z = profile_z(X, profile)
-    named = names_override or segment_names(z, names, export.stable_ids)
-    sizes = evaluation.sizes
-    descriptions = feature_descriptions()
     segment_ids = export.stable_ids[evaluation.labels]
+    descriptions = feature_descriptions()
+    stability = trust.stability
     return {
         "format_version": FORMAT_VERSION,
         "version": version,
@@ -166,17 +167,7 @@ def build_manifest(
         "inputs": [_input(f) for f in FIELDS],
         "features": [{"name": n, "description": descriptions.get(n, "")} for n in names],
         "outputs": dict(OUTPUTS),
-        "segments": [
-            {
-                "id": int(export.stable_ids[j]),
-                "name": named[j][0],
-                "description": named[j][1],
-                "size": int(sizes[j]),
-                "share": float(sizes[j]) / len(X),
-                "profile": {n: _num(v) for n, v in zip(names, profile[j], strict=True)},
-            }
-            for j in range(k)
-        ],
+        "segments": _segments(export, evaluation, trust, len(X)),
         "atypical_distance": evaluation.atypical_distance,
         "atypical_quantile": params.atypical_quantile,
         "metrics": {
@@ -185,6 +176,13 @@ def build_manifest(
             "inertia": evaluation.inertia,
             "pca_components": evaluation.n_components,
             "pca_explained_variance": evaluation.explained_variance,
+            "min_segment_share": float(evaluation.sizes.min()) / len(X),
+            "stability_ari_mean": stability.ari_mean,
+            "stability_ari_min": stability.ari_min,
+            "stability_jaccard_min": stability.jaccard_min,
+            "surrogate_agreement": choice.surrogate_agreement,
+            "id_match_mean_distance": _num(trust.ids.mean_distance),
+            "id_row_keep_share": _num(trust.ids.row_keep_share),
             "label_agreement": export.agreement.share,
             "label_disagreements": export.agreement.disagreements,
             "feature_max_relative_error": export.feature_parity.max_relative_error,
@@ -193,18 +191,28 @@ def build_manifest(
         "training": {
             "rows": len(X),
             "k": k,
-            "algorithm": "kmeans",
+            "algorithm": choice.spec.algorithm,
+            "model": choice.to_dict(),
+            "cluster_features": list(_clustered(params, names)),
             "seed": params.seed,
             "n_init": params.n_init,
             "pca_variance": params.pca_variance,
             "clip_quantiles": list(params.clip_quantiles),
             "opset": params.target_opset,
         },
+        "selection": None if choice.selection is None else choice.selection.to_dict(),
+        "stability": stability.to_dict(),
+        "segment_ids": trust.ids_to_dict(),
+        "naming": trust.naming.to_dict(),
         "drift_reference": drift_reference(X, names, segment_ids, params.drift_bins),
         "golden_rows": export.golden_rows,
         "files": {},
         "libraries": library_versions(),
     }
+
+
+def _clustered(params: TrainingParams, names: tuple[str, ...]) -> tuple[str, ...]:
+    return names if params.cluster_features is None else params.cluster_features
 
 
 def _input(field) -> dict:

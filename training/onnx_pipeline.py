@@ -1,11 +1,13 @@
 """The fitted pipeline as ONNX: the skl2onnx reference graph and the folded fast graph.
 
-The reference is skl2onnx's conversion (with a registered converter for
-``QuantileClipper``). The graph that ships is a folded equivalent: imputation
-(IsNaN/Where) and clipping (Max/Min) in float32, then ONE MatMul whose weights fold the
-scaler, the PCA projection and the centroid-distance expansion
-``||z - c||^2 = ||z||^2 - 2 z.c + ||c||^2`` with ``z = xW + b``, then ArgMin, a Gather on
-the baked stable-id table and ``distances = Sqrt(Max(d2, 0))``. `prove_folded` shows that
+The reference is skl2onnx's conversion (with registered converters for the project's
+steps: ``ColumnSelector`` as a Gather, ``QuantileClipper`` as Max/Min, ``CentroidAssigner``
+with skl2onnx's own KMeans converter). The graph that ships is a folded equivalent: a
+Gather(axis=1) of the clustering features (skipped when every feature is clustered),
+imputation (ai.onnx.ml.Imputer), then column-major (one Transpose) clipping (Max/Min) in
+float32 and ONE Gemm whose weights fold the scaler, the PCA projection and the
+centroid-distance expansion ``||z - c||^2 = ||z||^2 - 2 z.c + ||c||^2`` with ``z = xW + b``,
+then ArgMin, a Gather on the baked stable-id table and ``distances = Sqrt(Max(d2, 0))``. `prove_folded` shows that
 it equals the reference and scikit-learn on the training data before anything uses it.
 """
 
@@ -18,14 +20,17 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 from skl2onnx import to_onnx, update_registered_converter
-from skl2onnx.algebra.onnx_ops import OnnxMax, OnnxMin
+from skl2onnx.algebra.onnx_ops import OnnxGather, OnnxIdentity, OnnxMax, OnnxMin
 from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
 from skl2onnx.common.utils import check_input_and_output_numbers
+from skl2onnx.operator_converters.k_means import convert_sklearn_kmeans
+from skl2onnx.shape_calculators.k_means import calculate_sklearn_kmeans_output_shapes
 from sklearn.pipeline import Pipeline
 
 from segmentation import GateFailed
 
 from .pipeline import QuantileClipper
+from .steps import CentroidAssigner, ColumnSelector
 
 #: Input of the pipeline graphs; the export wires the feature graph's output into it.
 PIPELINE_INPUT = "pipeline_features"
@@ -49,11 +54,50 @@ def _clipper_convert(scope, operator, container) -> None:
     out.add_to(scope, container)
 
 
+def _selector_shape(operator) -> None:
+    check_input_and_output_numbers(operator, input_count_range=1, output_count_range=1)
+    in_type = operator.inputs[0].type
+    width = len(operator.raw_operator.indices_)
+    operator.outputs[0].type = in_type.__class__([in_type.shape[0], width])
+
+
+def _selector_convert(scope, operator, container) -> None:
+    selector = operator.raw_operator
+    opv = container.target_opset
+    if selector.is_identity:
+        out = OnnxIdentity(operator.inputs[0], op_version=opv, output_names=operator.outputs)
+    else:
+        out = OnnxGather(
+            operator.inputs[0],
+            selector.indices_.astype(np.int64),
+            axis=1,
+            op_version=opv,
+            output_names=operator.outputs,
+        )
+    out.add_to(scope, container)
+
+
 def register_converters() -> None:
-    """Register the ``QuantileClipper`` converter with skl2onnx (idempotent)."""
+    """Register the project's steps with skl2onnx (idempotent)."""
     update_registered_converter(
         QuantileClipper, "SegmentationQuantileClipper", _clipper_shape, _clipper_convert
     )
+    update_registered_converter(
+        ColumnSelector, "SegmentationColumnSelector", _selector_shape, _selector_convert
+    )
+    # Served exactly like KMeans (nearest centroid, distances): the same converter.
+    update_registered_converter(
+        CentroidAssigner,
+        "SegmentationCentroidAssigner",
+        calculate_sklearn_kmeans_output_shapes,
+        convert_sklearn_kmeans,
+        options={"gemm": [True, False]},
+    )
+
+
+def n_segments(pipeline: Pipeline) -> int:
+    """Number of segments of a fitted pipeline (rows of the final step's centroids)."""
+    return len(pipeline[-1].cluster_centers_)
 
 
 def reference_graph(pipeline: Pipeline, n_features: int, opset: int = 17) -> onnx.ModelProto:
@@ -74,6 +118,7 @@ def reference_graph(pipeline: Pipeline, n_features: int, opset: int = 17) -> onn
 class FoldedWeights:
     """The pipeline's linear algebra folded into float32 constants."""
 
+    columns: np.ndarray | None  # [F] indices of the clustered features; None: all, in order
     medians: np.ndarray  # [F]
     lower: np.ndarray  # [F]
     upper: np.ndarray  # [F]
@@ -84,7 +129,8 @@ class FoldedWeights:
 
 def fold_weights(pipeline: Pipeline) -> FoldedWeights:
     """Fold scaler, PCA and centroids into one matrix and bias (computed in float64)."""
-    imputer, clipper, scaler, pca, kmeans = (pipeline.named_steps[s] for s in _STEPS)
+    selector, imputer, clipper, scaler, pca = (pipeline.named_steps[s] for s in _STEPS)
+    centroids = pipeline[-1].cluster_centers_
     scale = scaler.scale_ if scaler.scale_ is not None else np.ones(scaler.n_features_in_)
     mean = scaler.mean_ if scaler.mean_ is not None else np.zeros(scaler.n_features_in_)
     if pca.whiten:
@@ -94,12 +140,13 @@ def fold_weights(pipeline: Pipeline) -> FoldedWeights:
     bias = -(mean / scale + pca.mean_) @ components.T
     # Distances are translation-invariant; centring the space on the centroids' mean keeps
     # ||z||^2 small, so the float32 expansion loses less to cancellation.
-    shift = kmeans.cluster_centers_.mean(axis=0)
+    shift = centroids.mean(axis=0)
     bias = bias - shift
-    centers = kmeans.cluster_centers_ - shift  # [K, P]
+    centers = centroids - shift  # [K, P]
     cross_w = -2.0 * weight @ centers.T
     cross_b = -2.0 * bias @ centers.T + (centers**2).sum(axis=1)
     return FoldedWeights(
+        columns=None if selector.is_identity else selector.indices_.astype(np.int64),
         medians=imputer.statistics_.astype(np.float32),
         lower=clipper.lower_.astype(np.float32),
         upper=clipper.upper_.astype(np.float32),
@@ -109,7 +156,8 @@ def fold_weights(pipeline: Pipeline) -> FoldedWeights:
     )
 
 
-_STEPS = ("impute", "clip", "scale", "pca", "kmeans")
+#: The preprocessing steps, by name; the final step (any name) holds ``cluster_centers_``.
+_STEPS = ("select", "impute", "clip", "scale", "pca")
 
 
 def folded_graph(
@@ -120,7 +168,7 @@ def folded_graph(
     Parameters
     ----------
     pipeline : the fitted pipeline from `training.pipeline.build_pipeline`.
-    stable_ids : segment id for each KMeans cluster index (default: the index itself).
+    stable_ids : segment id for each cluster index (default: the index itself).
     opset : ai.onnx opset.
     """
     w = fold_weights(pipeline)
@@ -128,23 +176,35 @@ def folded_graph(
     ids = np.arange(k, dtype=np.int64) if stable_ids is None else np.asarray(stable_ids, np.int64)
     if ids.shape != (k,) or len(set(ids.tolist())) != k:
         raise GateFailed(f"fold: stable ids: expected {k} distinct ids, found {ids.tolist()}")
+    # Column-major after the Imputer: onnxruntime broadcasts a [F, 1] (or [1, N]) operand
+    # over [F, N] with one vectorised loop per row, but [F] over [N, F] with a tiny loop
+    # per sample (bench/bench_scoring.py: Max on 6 features 2.4 vs 17 ns/row, the [K, N]
+    # + [1, N] Add 1.0 vs 11.9; whole pipeline about 25 instead of 90 ns/row).
     consts = {
-        "lower": w.lower,
-        "upper": w.upper,
-        "matrix": w.matrix,
-        "bias": w.bias,
+        "lower": w.lower[:, None],
+        "upper": w.upper[:, None],
+        "weights_t": np.ascontiguousarray(w.matrix.T),
+        "bias": w.bias[:, None],
         "split": np.array([w.n_components, k], np.int64),
         "zero": np.array(0.0, np.float32),
         "stable_ids": ids,
     }
     n = _P  # short alias for readability of the node list below
+    n_inputs = pipeline.named_steps["select"].n_features_in_
     if opset >= 18:  # ReduceSumSquare takes its axes as an input from opset 18
-        consts["axes"] = np.array([1], np.int64)
+        consts["axes"] = np.array([0], np.int64)
         sum_square = helper.make_node("ReduceSumSquare", [n + "z", n + "axes"], [n + "zz"])
     else:
-        sum_square = helper.make_node("ReduceSumSquare", [n + "z"], [n + "zz"], axes=[1])
-    nodes = [
-        helper.make_node("Cast", [PIPELINE_INPUT], [n + "x"], to=TensorProto.FLOAT),
+        sum_square = helper.make_node("ReduceSumSquare", [n + "z"], [n + "zz"], axes=[0])
+    nodes = []
+    source = PIPELINE_INPUT
+    if w.columns is not None:
+        # The clustering features only; every feature still reaches the `features` output.
+        consts["columns"] = w.columns
+        nodes.append(helper.make_node("Gather", [source, n + "columns"], [n + "selected"], axis=1))
+        source = n + "selected"
+    nodes += [
+        helper.make_node("Cast", [source], [n + "x"], to=TensorProto.FLOAT),
         # ai.onnx.ml.Imputer: one pass over [N, F]; about 3x faster in onnxruntime than
         # IsNaN + a broadcast Where (measured by bench/bench_scoring.py's profile).
         helper.make_node(
@@ -155,22 +215,24 @@ def folded_graph(
             imputed_value_floats=w.medians.tolist(),
             replaced_value_float=float("nan"),
         ),
-        helper.make_node("Max", [n + "imputed", n + "lower"], [n + "raised"]),
+        helper.make_node("Transpose", [n + "imputed"], [n + "by_column"], perm=[1, 0]),
+        helper.make_node("Max", [n + "by_column", n + "lower"], [n + "raised"]),
         helper.make_node("Min", [n + "raised", n + "upper"], [n + "clipped"]),
-        helper.make_node("MatMul", [n + "clipped", n + "matrix"], [n + "product"]),
-        helper.make_node("Add", [n + "product", n + "bias"], [n + "affine"]),
-        helper.make_node("Split", [n + "affine", n + "split"], [n + "z", n + "cross"], axis=1),
-        sum_square,
+        # [P + K, F] @ [F, N] + [P + K, 1]: the affine map, column-major.
+        helper.make_node("Gemm", [n + "weights_t", n + "clipped", n + "bias"], [n + "affine"]),
+        helper.make_node("Split", [n + "affine", n + "split"], [n + "z", n + "cross"], axis=0),
+        sum_square,  # keepdims: zz is [1, N]
         helper.make_node("Add", [n + "cross", n + "zz"], [n + "d2"]),
-        helper.make_node("ArgMin", [n + "d2"], [n + "nearest"], axis=1, keepdims=0),
+        helper.make_node("ArgMin", [n + "d2"], [n + "nearest"], axis=0, keepdims=0),
         helper.make_node("Gather", [n + "stable_ids", n + "nearest"], ["segment_id"], axis=0),
         helper.make_node("Max", [n + "d2", n + "zero"], [n + "d2_clamped"]),
-        helper.make_node("Sqrt", [n + "d2_clamped"], ["distances"]),
+        helper.make_node("Sqrt", [n + "d2_clamped"], [n + "distances_by_column"]),
+        helper.make_node("Transpose", [n + "distances_by_column"], ["distances"], perm=[1, 0]),
     ]
     graph = helper.make_graph(
         nodes,
         "segmentation_pipeline",
-        [helper.make_tensor_value_info(PIPELINE_INPUT, TensorProto.DOUBLE, ["N", len(w.medians)])],
+        [helper.make_tensor_value_info(PIPELINE_INPUT, TensorProto.DOUBLE, ["N", n_inputs])],
         [
             helper.make_tensor_value_info("segment_id", TensorProto.INT64, ["N"]),
             helper.make_tensor_value_info("distances", TensorProto.FLOAT, ["N", k]),
@@ -225,7 +287,7 @@ def sklearn_segments(
     pipeline: Pipeline, X: np.ndarray, stable_ids: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's answer on ``X``: stable segment ids [N] and centroid distances [N, K]."""
-    distances = pipeline.named_steps["kmeans"].transform(pipeline[:-1].transform(X))
+    distances = pipeline[-1].transform(pipeline[:-1].transform(X))
     return np.asarray(stable_ids)[pipeline.predict(X)], distances
 
 
@@ -260,7 +322,7 @@ def prove_folded(
     opset: int = 17,
 ) -> FoldProof:
     """Show the folded graph equals skl2onnx and scikit-learn on ``X``; `GateFailed` if not."""
-    k = pipeline.named_steps["kmeans"].n_clusters
+    k = n_segments(pipeline)
     ids = np.arange(k, dtype=np.int64) if stable_ids is None else np.asarray(stable_ids, np.int64)
     X = np.ascontiguousarray(X, dtype=np.float64)
     sk_ids, sk_dist = sklearn_segments(pipeline, X, ids)

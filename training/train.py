@@ -1,4 +1,11 @@
-"""`segmentation train`: features -> fit -> export + gates -> bundle -> publish -> promote.
+"""`segmentation train`: features -> fit -> select -> trust -> export + gates -> publish.
+
+Stages: build the dbt features if needed; fit the preprocessing (clustering features,
+imputation, clipping, scaling, PCA); choose k and the algorithm and fit the servable
+clustering (``training.choose``); assess stability, match segment ids to the current
+model, name and explain the segments (``training.trust``); export one graph with the ids
+baked in and run every gate. Each stage is logged with its duration (progress on long
+runs) and the durations are returned in `TrainResult.stages`.
 
 Export proves before it writes: every gate runs on the in-memory graph, then the bundle
 is written (manifest last), re-verified with the serving verifier, and only then does the
@@ -9,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,7 +31,8 @@ from segmentation.store import Pointer, open_store
 from . import export as ex
 from . import manifest as mf
 from . import publish
-from .pipeline import TrainingParams, build_pipeline, evaluate
+from .fit import fit_model
+from .pipeline import TrainingParams
 from .report import build_report
 
 log = logging.getLogger(__name__)
@@ -50,18 +58,42 @@ class TrainResult:
     promoted: bool
     rows: int
     k: int
+    algorithm: str
     silhouette: float
+    stability_ari: float
     label_agreement: float
     store: str
     seconds: float
+    stages: dict[str, float] = field(default_factory=dict)  # stage -> seconds
 
     def summary(self) -> str:
         state = "promoted to current" if self.promoted else "published (not promoted)"
         return (
             f"version {self.version} {state} in {self.store}: {self.rows} customers, "
-            f"k={self.k}, silhouette {self.silhouette:.3f}, segment ids equal scikit-learn's "
-            f"on {self.label_agreement:.4%} of rows, {self.seconds:.1f}s"
+            f"{self.algorithm} k={self.k}, silhouette {self.silhouette:.3f}, bootstrap ARI "
+            f"{self.stability_ari:.3f}, segment ids equal scikit-learn's on "
+            f"{self.label_agreement:.4%} of rows, {self.seconds:.1f}s"
         )
+
+
+class _Stages:
+    """Logs each stage as it starts and records how long it took (progress on long runs)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._name: str | None = None
+        self._start = 0.0
+
+    def __call__(self, name: str) -> None:
+        self.done()
+        log.info("train: %s", name)
+        self._name, self._start = name, time.monotonic()
+
+    def done(self) -> None:
+        if self._name is not None:
+            self.seconds[self._name] = time.monotonic() - self._start
+            log.info("train: %s done in %.1fs", self._name, self.seconds[self._name])
+        self._name = None
 
 
 def _has_table(settings: Settings, table: str) -> bool:
@@ -111,18 +143,6 @@ def load_training_data(settings: Settings, feature_names: tuple[str, ...]) -> Tr
     return TrainingData(ids, features, {n: column(f"raw__{n}") for n in FIELD_NAMES})
 
 
-def stable_ids_by_size(labels: np.ndarray, k: int) -> np.ndarray:
-    """Segment id per KMeans cluster: 0 for the largest cluster, then by size (ties by index).
-
-    KMeans numbers clusters arbitrarily; sizes make the ids reproducible for a given fit.
-    """
-    sizes = np.bincount(labels, minlength=k)
-    order = np.lexsort((np.arange(k), -sizes))
-    ids = np.empty(k, dtype=np.int64)
-    ids[order] = np.arange(k)
-    return ids
-
-
 def _stamp(model: onnx.ModelProto, created_at: datetime) -> bytes:
     # The version id ends with the sha256 of these very bytes, so the graph cannot carry
     # it; it carries the id's time part, which with the file's sha256 names the version.
@@ -154,19 +174,26 @@ def train_and_publish(settings: Settings, params: TrainingParams) -> TrainResult
     store = open_store(settings.model_store)
     run_id = f"train-{started:%Y%m%dT%H%M%S%f}Z"
     record: dict = {"kind": "train", "started_at": started.isoformat(), "params": _params(params)}
+    stage = _Stages()
     try:
         if params.rebuild_features or not _has_table(settings, FEATURE_TABLE):
-            log.info("building features with dbt")
+            stage("build features with dbt")
             build_features(settings)
+        stage("compile the feature SQL and load the training rows")
         compiled = compile_features(
             compiled_feature_sql(settings), FIELD_NAMES, opset=params.target_opset
         )
-        data = load_training_data(settings, tuple(compiled.feature_names))
-        log.info("fitting on %d customers, %d features", *data.features.shape)
-        pipeline = build_pipeline(params).fit(data.features)
-        evaluation = evaluate(pipeline, data.features, params)
-        ids = stable_ids_by_size(evaluation.labels, params.k)
-        result = ex.export_model(compiled, pipeline, data.raw, data.features, params, ids)
+        names = tuple(compiled.feature_names)
+        data = load_training_data(settings, names)
+        fitted = fit_model(data, names, params, store, stage)
+        pipeline, choice, evaluation, trust = (
+            fitted.pipeline, fitted.choice, fitted.evaluation, fitted.trust
+        )  # fmt: skip
+        stage("export the graph and run the gates")
+        result = ex.export_model(
+            compiled, pipeline, data.raw, data.features, params, trust.stable_ids
+        )
+        stage("manifest, report and publish")
         created_at = datetime.now(UTC)
         model_bytes = _stamp(result.model, created_at)
         version = publish.new_version_id(created_at, publish.sha256_hex(model_bytes))
@@ -179,13 +206,17 @@ def train_and_publish(settings: Settings, params: TrainingParams) -> TrainResult
             customer_ids=data.customer_ids,
             feature_sql_sha256=compiled.sql_sha256,
             params=params,
+            choice=choice,
+            trust=trust,
         )
-        files = {"model.onnx": model_bytes, "report.html": build_report(manifest, evaluation)}
+        report = build_report(manifest, evaluation, choice, trust)
+        files = {"model.onnx": model_bytes, "report.html": report}
         manifest_sha = publish.publish_version(store, version, files, manifest)
         # The serving verifier (checksums, signature, golden rows) before the pointer moves.
         load_bundle(store, Pointer(version, manifest_sha, created_at.isoformat()))
         if params.promote:
             publish.promote(store, version)
+        stage.done()
     except SegmentationError as exc:
         record.update(status="failed", error=str(exc), finished_at=datetime.now(UTC).isoformat())
         publish.record_run(store, run_id, record)
@@ -195,11 +226,14 @@ def train_and_publish(settings: Settings, params: TrainingParams) -> TrainResult
         manifest_sha256=manifest_sha,
         promoted=params.promote,
         rows=len(data.customer_ids),
-        k=params.k,
+        k=choice.clusterer.n_clusters,
+        algorithm=choice.spec.algorithm,
         silhouette=evaluation.silhouette,
+        stability_ari=trust.stability.ari_mean,
         label_agreement=result.agreement.share,
         store=store.uri,
         seconds=time.monotonic() - clock,
+        stages=dict(stage.seconds),
     )
     record.update(
         status="promoted" if params.promote else "published",
@@ -207,6 +241,7 @@ def train_and_publish(settings: Settings, params: TrainingParams) -> TrainResult
         manifest_sha256=manifest_sha,
         rows=outcome.rows,
         metrics=manifest["metrics"],
+        stages={k: round(v, 3) for k, v in stage.seconds.items()},
         finished_at=datetime.now(UTC).isoformat(),
     )
     publish.record_run(store, run_id, record)

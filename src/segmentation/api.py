@@ -201,7 +201,13 @@ class Service:
             "model_version": m.version,
             "trained_at": m.created_at,
             "segments": [
-                {"id": s.id, "name": s.name, "description": s.description, "share": s.share}
+                {
+                    "id": s.id,
+                    "name": s.name,
+                    "description": s.description,
+                    "share": s.share,
+                    "top_features": list(s.top_features),
+                }
                 for s in m.segments
             ],
             "features": list(m.feature_names),

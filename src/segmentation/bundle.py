@@ -38,6 +38,8 @@ class Segment:
     name: str
     description: str = ""
     share: float | None = None
+    #: Features that most distinguish the segment (its explanation), most distinctive first.
+    top_features: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ class Manifest:
                         name=_str(s["name"]),
                         description=str(s.get("description", "")),
                         share=None if s.get("share") is None else float(s["share"]),
+                        top_features=tuple(str(f) for f in s.get("top_features") or ()),
                     )
                     for s in doc["segments"]
                 ),
@@ -193,7 +196,7 @@ def _check_signature(scorer: Scorer, manifest: Manifest) -> None:
     expected = {
         "segment_id": ("tensor(int64)", 1, None),
         "distances": ("tensor(float)", 2, k),
-        "features": ("tensor(double)", 2, f),
+        "features": ("tensor(float)", 2, f),
     }
     if sorted(outputs) != sorted(OUTPUT_NAMES):
         raise ModelContractError(f"model.onnx: outputs expected {list(OUTPUT_NAMES)}")

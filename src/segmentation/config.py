@@ -7,34 +7,42 @@ Infrastructure templates (``infra/``) are the only place cloud values are set.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import TypeVar
 
 from .errors import ConfigError
+
+T = TypeVar("T")
 
 #: Repository root when running from a checkout; local state lives under ``var/``.
 _DEFAULT_HOME = Path(os.environ.get("SEGMENTATION_HOME", Path.cwd()))
 
 
-def _env(name: str, default: str) -> str:
-    value = os.environ.get(name, "").strip()
-    return value or default
+def env_value(name: str, parse: Callable[[str], T], expected: str | None = None) -> T | None:
+    """The value of environment variable ``name`` parsed by ``parse``; None if unset or blank.
 
-
-def _env_int(name: str, default: int) -> int:
-    raw = _env(name, str(default))
+    Every setting of the project, the core's and training's, is read through here, so a
+    malformed value always fails the same way: a ``ConfigError`` naming the variable and
+    what was expected (``expected``, or the parser's name).
+    """
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
     try:
-        return int(raw)
+        return parse(raw)
     except ValueError:
-        raise ConfigError(f"{name}: expected an integer, found {raw!r}") from None
+        what = expected or getattr(parse, "__name__", "a valid value")
+        raise ConfigError(f"{name}: expected {what}, found {raw!r}") from None
 
 
-def _env_float(name: str, default: float) -> float:
-    raw = _env(name, str(default))
-    try:
-        return float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}: expected a number, found {raw!r}") from None
+def parse_bool(raw: str) -> bool:
+    """``true/false``, ``yes/no``, ``1/0`` (any case); ValueError otherwise."""
+    value = raw.strip().lower()
+    if value not in ("1", "true", "yes", "0", "false", "no"):
+        raise ValueError(raw)
+    return value in ("1", "true", "yes")
 
 
 @dataclass(frozen=True)
@@ -64,21 +72,19 @@ class Settings:
     @classmethod
     def from_env(cls) -> Settings:
         """Read every setting from its environment variable, falling back to defaults."""
-        defaults = cls()
-        return cls(
-            data=_env("SEGMENTATION_DATA", defaults.data),
-            warehouse=_env("SEGMENTATION_WAREHOUSE", defaults.warehouse),
-            model_store=_env("SEGMENTATION_MODEL_STORE", defaults.model_store),
-            sample_rows=_env_int("SEGMENTATION_SAMPLE_ROWS", defaults.sample_rows),
-            seed=_env_int("SEGMENTATION_SEED", defaults.seed),
-            max_batch_rows=_env_int("SEGMENTATION_MAX_BATCH_ROWS", defaults.max_batch_rows),
-            max_body_bytes=_env_int("SEGMENTATION_MAX_BODY_BYTES", defaults.max_body_bytes),
-            pointer_poll_seconds=_env_float(
-                "SEGMENTATION_POINTER_POLL_SECONDS", defaults.pointer_poll_seconds
-            ),
-            predict_port=_env_int("SEGMENTATION_PREDICT_PORT", defaults.predict_port),
-            health_port=_env_int("SEGMENTATION_HEALTH_PORT", defaults.health_port),
-        )
+        values = {
+            "data": env_value("SEGMENTATION_DATA", str),
+            "warehouse": env_value("SEGMENTATION_WAREHOUSE", str),
+            "model_store": env_value("SEGMENTATION_MODEL_STORE", str),
+            "sample_rows": env_value("SEGMENTATION_SAMPLE_ROWS", int),
+            "seed": env_value("SEGMENTATION_SEED", int),
+            "max_batch_rows": env_value("SEGMENTATION_MAX_BATCH_ROWS", int),
+            "max_body_bytes": env_value("SEGMENTATION_MAX_BODY_BYTES", int),
+            "pointer_poll_seconds": env_value("SEGMENTATION_POINTER_POLL_SECONDS", float),
+            "predict_port": env_value("SEGMENTATION_PREDICT_PORT", int),
+            "health_port": env_value("SEGMENTATION_HEALTH_PORT", int),
+        }
+        return cls(**{k: v for k, v in values.items() if v is not None})
 
     def as_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}

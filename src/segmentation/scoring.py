@@ -23,7 +23,7 @@ class Scores(NamedTuple):
 
     segment_id: np.ndarray  # int64 [N]
     distances: np.ndarray  # float32 [N, K]
-    features: np.ndarray  # float64 [N, F]
+    features: np.ndarray  # float32 [N, F]
 
 
 class UnscorableRow(Exception):

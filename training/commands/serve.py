@@ -141,20 +141,21 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         workers=args.workers,
         threads=args.threads,
     )
-    with emulator:
-        status = emulator.warm()
-        state = "model loaded" if status == 200 else f"no verified model yet (health {status})"
-        print(
-            f"predict: {emulator.predict_url}  (POST /, GET /model)\n"
-            f"health:  {emulator.health_url}  (GET /)\n"
-            f"store:   {settings.model_store}: {state}\n"
-            f"try:     curl -s {emulator.health_url}\n"
-            "Ctrl-C stops both.",
-            flush=True,
-        )
-        try:
+    # Ctrl-C may arrive at any point, even while the banner is printed: always a clean stop.
+    try:
+        with emulator:
+            status = emulator.warm()
+            state = "model loaded" if status == 200 else f"no verified model yet (health {status})"
+            print(
+                f"predict: {emulator.predict_url}  (POST /, GET /model)\n"
+                f"health:  {emulator.health_url}  (GET /)\n"
+                f"store:   {settings.model_store}: {state}\n"
+                f"try:     curl -s {emulator.health_url}\n"
+                "Ctrl-C stops both.",
+                flush=True,
+            )
             while all(p.poll() is None for p in emulator.procs):
                 time.sleep(0.5)
-        except KeyboardInterrupt:
-            return 0
+    except KeyboardInterrupt:
+        return 0
     return 1  # a function process exited on its own

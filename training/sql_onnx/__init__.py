@@ -46,8 +46,8 @@ features the meaning intended: a ratio without denominator is NULL, not NaN.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
@@ -57,6 +57,7 @@ from training.sql_onnx._emit import OUTPUT, build_model
 from training.sql_onnx._ir import Dag
 from training.sql_onnx._lower import target_of
 from training.sql_onnx._parse import base_values, parse, resolve, sql_sha256
+from training.sql_onnx._refine import Span, refine
 from training.sql_onnx._semantics import SemanticError, Semantics
 
 __all__ = [
@@ -65,7 +66,11 @@ __all__ = [
     "compile_features",
     "default_input_types",
     "evaluate",
+    "staged_ranges",
 ]
+
+#: An input's domain: (minimum, maximum, nullable).
+Range = tuple[float, float, bool]
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,37 @@ class CompiledFeatures:
     model: onnx.ModelProto
     feature_names: tuple[str, ...]
     sql_sha256: str
+    _rebuild: Callable[..., onnx.ModelProto] | None = field(default=None, repr=False, compare=False)
+
+    def float_model(
+        self,
+        clustering_output: str | None = None,
+        columns: Sequence[int] | None = None,
+        *,
+        by_column: bool = False,
+        input_ranges: Mapping[str, Range] | None = None,
+    ) -> onnx.ModelProto:
+        """``model`` with ``features`` as float [N, F] (the values rounded to float32).
+
+        With ``clustering_output``, also an output of that name: the features at
+        ``columns`` (default: all, in order) as float [N, F'], for the clustering path,
+        sharing ``features``' casts: cheaper in onnxruntime than a Gather on ``features``.
+        With ``by_column`` that output is laid out ``[F', N]`` (for a column-major consumer).
+        ``input_ranges``: as for :func:`compile_features`.
+        """
+        if self._rebuild is None:
+            raise ValueError("this CompiledFeatures cannot be re-emitted (built by hand)")
+        if clustering_output in (*[i.name for i in self.model.graph.input], OUTPUT):
+            raise ValueError("the clustering output's name must differ from the other names")
+        if columns is not None and not all(0 <= j < len(self.feature_names) for j in columns):
+            raise ValueError("clustering columns must index the features")
+        return self._rebuild(
+            float_features=True,
+            float_output=clustering_output,
+            float_columns=columns,
+            float_by_column=by_column,
+            input_ranges=input_ranges,
+        )
 
 
 def default_input_types(input_names: Sequence[str]) -> dict[str, str]:
@@ -91,6 +127,17 @@ def default_input_types(input_names: Sequence[str]) -> dict[str, str]:
     from segmentation.schema import BY_NAME
 
     return {n: BY_NAME[n].sql_type if n in BY_NAME else "double" for n in input_names}
+
+
+def staged_ranges(input_names: Sequence[str]) -> dict[str, Range]:
+    """Each schema field's domain as staging enforces it: (minimum, maximum, nullable)."""
+    from segmentation.schema import BY_NAME
+
+    return {
+        n: (BY_NAME[n].minimum, BY_NAME[n].maximum, BY_NAME[n].nullable)
+        for n in input_names
+        if n in BY_NAME
+    }
 
 
 def compile_features(
@@ -101,6 +148,7 @@ def compile_features(
     opset: int = 17,
     input_types: Mapping[str, str] | None = None,
     columns_output: str | None = None,
+    input_ranges: Mapping[str, Range] | None = None,
 ) -> CompiledFeatures:
     """Compile a feature SELECT into one ONNX graph.
 
@@ -116,6 +164,11 @@ def compile_features(
     columns_output : when given, the graph has a second output of this name with the same
         values laid out ``[F, N]`` (much cheaper to build than ``[N, F]`` in onnxruntime,
         for a consumer that can read it column-major, e.g. ``Gemm(transA=1)``).
+    input_ranges : the domain the graph is built for, per input: (minimum, maximum,
+        nullable), e.g. :func:`staged_ranges`. GREATEST/LEAST and NULL guards that cannot
+        matter there are compiled without ``Where`` (several times cheaper in
+        onnxruntime); for inputs outside it the results are unspecified. Default: none,
+        every result is DuckDB's for any input.
 
     Returns
     -------
@@ -141,9 +194,21 @@ def compile_features(
     if columns_output in (*input_names, OUTPUT):
         raise ValueError("columns_output must differ from the input and output names")
     doc = f"features: {', '.join(names)}"
-    model = build_model(nodes, list(input_names), opset, doc=doc, columns_output=columns_output)
-    onnx.helper.set_model_props(model, {"feature_sql_sha256": digest})
-    return CompiledFeatures(model=model, feature_names=names, sql_sha256=digest)
+
+    def rebuild(input_ranges: Mapping[str, Range] | None = None, **extra) -> onnx.ModelProto:
+        outputs = nodes
+        if input_ranges:
+            spans = {n: Span(lo, hi, nullable) for n, (lo, hi, nullable) in input_ranges.items()}
+            outputs = refine(sem.dag, nodes, spans)
+        built = build_model(
+            outputs, list(input_names), opset, doc=doc, columns_output=columns_output, **extra
+        )
+        onnx.helper.set_model_props(built, {"feature_sql_sha256": digest})
+        return built
+
+    return CompiledFeatures(
+        model=rebuild(input_ranges), feature_names=names, sql_sha256=digest, _rebuild=rebuild
+    )
 
 
 def _types(input_names: Sequence[str], given: Mapping[str, str] | None) -> dict[str, str]:

@@ -1,4 +1,11 @@
-"""DAG -> ONNX graph: one node per DAG operation, outputs concatenated once at the end."""
+"""DAG -> ONNX graph: one node per DAG operation, outputs concatenated once at the end.
+
+A second output can hold chosen features rounded to float32, ``[N, F']``, for a consumer
+that reads float32 anyway (the clustering path): it is assembled column-major (a memcpy
+per column) then transposed by MLAS's blocked 32-bit path, about 6x cheaper in onnxruntime
+than an element-by-element double ``[N, F]`` assembly, and it does not depend on
+``features``. (onnxruntime runs every node of a graph whatever outputs a run asks for.)
+"""
 
 from __future__ import annotations
 
@@ -27,6 +34,8 @@ _SIMPLE = {
     "round": "Round",
     "sign": "Sign",
     "where": "Where",
+    "max": "Max",
+    "min": "Min",
     "isnan": "IsNaN",
     "isinf": "IsInf",
     "gt": "Greater",
@@ -76,6 +85,25 @@ class _Builder:
             return self.add("Cast", ins, "b2d", to=TensorProto.DOUBLE)
         return self.add(_SIMPLE[node.op], ins, node.op)
 
+    def values(self, features: Sequence[Node], rows_of: str) -> list[str]:
+        """Every feature (after its arguments) as a value per row, ``[N]``."""
+        for node in reachable(list(features)):
+            self.names[node.uid] = self.emit(node)
+        values = []
+        for node in features:
+            name = self.names[node.uid]
+            if node.is_const:  # a constant feature still needs one value per row
+                shape = self.add("Shape", [rows_of], "rows")
+                name = self.add("Expand", [name, shape], "const_column")
+            values.append(name)
+        return values
+
+    def stack(self, values: Sequence[str], axis: int, out: str) -> None:
+        """``values`` ([N] each) unsqueezed on ``axis`` and concatenated into ``out``."""
+        axes = self.constant(np.array([axis], dtype=np.int64), f"axis{axis}")
+        columns = [self.add("Unsqueeze", [v, axes], "col") for v in values]
+        self.nodes.append(helper.make_node("Concat", columns, [out], axis=axis))
+
 
 def build_model(
     features: Sequence[Node],
@@ -85,34 +113,62 @@ def build_model(
     doc: str = "",
     prefix: str = "sqlf_",
     columns_output: str | None = None,
+    float_features: bool = False,
+    float_output: str | None = None,
+    float_columns: Sequence[int] | None = None,
+    float_by_column: bool = False,
 ) -> onnx.ModelProto:
     """The graph: inputs ``input_names`` (double [N]) -> ``features`` (double [N, F]).
 
     With ``columns_output``, the same values are also an output of that name laid out
-    ``[F, N]``: stacking columns is a memcpy each, while any ``[N, F]`` assembly copies
-    element by element in onnxruntime (about 7 times slower), so a consumer that can
-    work column-major (``Gemm`` with ``transA=1``) should read this one.
+    ``[F, N]`` (double): stacking columns is a memcpy each, while any ``[N, F]`` assembly
+    copies element by element in onnxruntime (about 7 times slower).
+
+    With ``float_features``, ``features`` is float [N, F]: the double values rounded to
+    float32, assembled column-major then transposed by MLAS's blocked 32-bit path (about
+    twice as fast in onnxruntime as the double ``[N, F]`` Concat).
+
+    With ``float_output``, the features at ``float_columns`` (default: all, in order),
+    rounded to float32, are also an output of that name, ``float [N, len(float_columns)]``
+    (sharing the float32 casts with ``features`` when both are float); with
+    ``float_by_column``, laid out ``[len(float_columns), N]`` instead (no transpose).
     """
     b = _Builder(prefix)
-    for node in reachable(list(features)):
-        b.names[node.uid] = b.emit(node)
-    axis = 0 if columns_output else 1
-    axes = b.constant(np.array([axis], dtype=np.int64), f"axis{axis}")
-    columns = []
-    for node in features:
-        name = b.names[node.uid]
-        if node.is_const:  # a constant feature still needs one value per row
-            shape = b.add("Shape", [input_names[0]], "rows")
-            name = b.add("Expand", [name, shape], "const_column")
-        columns.append(b.add("Unsqueeze", [name, axes], "col"))
-    outputs = [helper.make_tensor_value_info(OUTPUT, TensorProto.DOUBLE, ["N", len(features)])]
+    values = b.values(features, input_names[0])
+    narrow: dict[int, str] = {}
+
+    def as_float(j: int) -> str:
+        if j not in narrow:
+            narrow[j] = b.add("Cast", [values[j]], "narrow", to=TensorProto.FLOAT)
+        return narrow[j]
+
+    def transposed(columns: list[int], out: str, by_row: bool = True) -> None:
+        by_column = b.fresh("by_column") if by_row else out
+        b.stack([as_float(j) for j in columns], 0, by_column)
+        if by_row:
+            b.nodes.append(helper.make_node("Transpose", [by_column], [out], perm=[1, 0]))
+
+    every = list(range(len(features)))
+    kind = TensorProto.FLOAT if float_features else TensorProto.DOUBLE
+    outputs = [helper.make_tensor_value_info(OUTPUT, kind, ["N", len(features)])]
     if columns_output:
-        b.nodes.append(helper.make_node("Concat", columns, [columns_output], axis=0))
-        b.nodes.append(helper.make_node("Transpose", [columns_output], [OUTPUT], perm=[1, 0]))
+        b.stack(values, 0, columns_output)
         shape = [len(features), "N"]
         outputs.append(helper.make_tensor_value_info(columns_output, TensorProto.DOUBLE, shape))
+    if float_features:
+        transposed(every, OUTPUT)
+    elif columns_output:
+        b.nodes.append(helper.make_node("Transpose", [columns_output], [OUTPUT], perm=[1, 0]))
     else:
-        b.nodes.append(helper.make_node("Concat", columns, [OUTPUT], axis=1))
+        b.stack(values, 1, OUTPUT)
+    if float_output:
+        picked = every if float_columns is None else list(float_columns)
+        if float_features and picked == every and not float_by_column:
+            b.nodes.append(helper.make_node("Identity", [OUTPUT], [float_output]))
+        else:
+            transposed(picked, float_output, by_row=not float_by_column)
+        shape = [len(picked), "N"] if float_by_column else ["N", len(picked)]
+        outputs.append(helper.make_tensor_value_info(float_output, TensorProto.FLOAT, shape))
     graph = helper.make_graph(
         b.nodes,
         "sql_features",

@@ -35,6 +35,9 @@ _DOUBLE_OPS: dict[str, Callable] = {
     "f32": lambda x: np.float64(np.float32(x)),
     "where": np.where,
     "b2d": np.float64,
+    # NaN-propagating, like ONNX Max/Min in onnxruntime (only `_refine` emits them).
+    "max": np.maximum,
+    "min": np.minimum,
 }
 #: Operations whose result is a bool mask.
 _BOOL_OPS: dict[str, Callable] = {

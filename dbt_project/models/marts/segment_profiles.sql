@@ -1,14 +1,7 @@
 {#- One row per segment of the current model: size, share, distance and the mean of
     every engineered feature (avg_<feature>), for analysts. Feature columns follow
     customer_features, so a new feature appears here without editing this model. -#}
-{%- set feature_columns = [] -%}
-{%- if execute -%}
-    {%- for column in adapter.get_columns_in_relation(ref('customer_features')) -%}
-        {%- if column.name != 'customer_id' -%}
-            {%- do feature_columns.append(column.name) -%}
-        {%- endif -%}
-    {%- endfor -%}
-{%- endif %}
+{%- set feature_columns = feature_columns(ref('customer_features')) %}
 
 with
 
@@ -27,11 +20,11 @@ features as (
 scored_features as (
 
     select
+        features.*,
         segments.model_version,
         segments.segment_id,
         segments.segment_name,
-        segments.distance,
-        features.*
+        segments.distance
     from segments
     inner join features on segments.customer_id = features.customer_id
 
@@ -46,10 +39,10 @@ profiles as (
         count(*) as customer_count,
         count(*) / sum(count(*)) over (partition by model_version) as customer_share,
         avg(distance) as avg_distance,
-        max(distance) as max_distance
-        {%- for name in feature_columns %},
-        avg({{ name }}) as avg_{{ name }}
+        {%- for name in feature_columns %}
+            avg({{ name }}) as avg_{{ name }},
         {%- endfor %}
+        max(distance) as max_distance
     from scored_features
     group by model_version, segment_id, segment_name
 

@@ -1,0 +1,75 @@
+"""Fit everything a version serves and says about itself, from the training rows.
+
+One function, shared by ``segmentation train`` (``training.train``) and
+``bench/real_data_selection.py``, so the benchmark on the real data measures exactly what
+training does: preprocessing (clustering features, imputation, clipping, scaling, PCA),
+the model choice (``training.choose``), the evaluation and the trust assessment
+(``training.trust``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sklearn.pipeline import Pipeline
+
+from segmentation.store import ModelStore
+
+from .choose import Choice, choose_and_fit
+from .pipeline import Evaluation, TrainingParams, build_pipeline, evaluate
+from .trust import Trust, assess_trust
+
+if TYPE_CHECKING:  # training.train imports this module
+    from .train import TrainingData
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FittedModel:
+    """The served pipeline, how its clustering was chosen, its evaluation and trust."""
+
+    pipeline: Pipeline
+    choice: Choice
+    evaluation: Evaluation
+    trust: Trust
+
+
+def fit_model(
+    data: TrainingData,
+    feature_names: tuple[str, ...],
+    params: TrainingParams,
+    store: ModelStore,
+    stage: Callable[[str], None] = lambda name: log.info("train: %s", name),
+) -> FittedModel:
+    """Fit the preprocessing, choose and fit the clustering, evaluate, assess trust.
+
+    The same code serves ``segmentation train`` and ``bench/real_data_selection.py``.
+    ``store`` is read only: its current model, if any, anchors the segment ids.
+    """
+    stage(f"fit the preprocessing on {len(data.features):,} customers")
+    preprocessing = build_pipeline(params, feature_names)[:-1].fit(data.features)
+    Z = preprocessing.transform(data.features)
+    stage(f"choose and fit the clustering in {Z.shape[1]} dimensions")
+    choice = choose_and_fit(Z, params)
+    pipeline = build_pipeline(params, feature_names, choice.clusterer)
+    pipeline.steps[:-1] = preprocessing.steps  # the fitted steps, not refitted
+    stage("evaluate")
+    evaluation = evaluate(pipeline, data.features, params)
+    stage("stability, stable ids, names and explanations")
+    trust = assess_trust(
+        spec=choice.spec,
+        Z=evaluation.embedding,
+        labels=evaluation.labels,
+        k=choice.clusterer.n_clusters,
+        X=data.features,
+        feature_names=feature_names,
+        store=store,
+        raw=data.raw,
+        n_boot=params.stability_boot,
+        seed=params.seed,
+    )
+    return FittedModel(pipeline, choice, evaluation, trust)
