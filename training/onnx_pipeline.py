@@ -7,8 +7,9 @@ Gather(axis=1) of the clustering features (skipped when every feature is cluster
 imputation (ai.onnx.ml.Imputer), then column-major (one Transpose) clipping (Max/Min) in
 float32 and ONE Gemm whose weights fold the scaler, the PCA projection and the
 centroid-distance expansion ``||z - c||^2 = ||z||^2 - 2 z.c + ||c||^2`` with ``z = xW + b``,
-then ArgMin, a Gather on the baked stable-id table and ``distances = Sqrt(Max(d2, 0))``. `prove_folded` shows that
-it equals the reference and scikit-learn on the training data before anything uses it.
+then ArgMin, a Gather on the baked stable-id table and ``distances = Sqrt(Max(d2, 0))``.
+`prove_folded` shows that it equals the reference and scikit-learn on the training data
+before anything uses it.
 """
 
 from __future__ import annotations
