@@ -12,8 +12,6 @@ resampled (seeded) from ``../shared/data/cc_general.csv``:
 - ``onnx, previous graph``: the graph as joined before ``features`` became float32 (double
   ``[N, F]`` features, the pipeline gathering and casting its columns from them), for a
   ratio within the same run;
-- ``onnx, column-major pipeline``: a prototype of ``onnx_pipeline.folded_graph`` (see
-  `columnar_folded_graph`) joined the same way;
 - ``skl2onnx``: skl2onnx's graph of the fitted pipeline alone (features precomputed), for
   reference: the converter's default;
 - ``sklearn``: the baseline, the same features in numpy then ``Pipeline.predict``, in
@@ -35,9 +33,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
-from onnx import TensorProto, compose, helper, numpy_helper
+from onnx import compose
 
 from segmentation import FIELD_NAMES, Settings
 from segmentation.schema import FIELDS
@@ -153,71 +150,7 @@ def build(raw: dict[str, np.ndarray]):
         io_map=[("features", op.PIPELINE_INPUT)],
         outputs=["segment_id", "distances", "features"],
     )
-    columnar = columnar_folded_graph(pipeline, np.arange(op.n_segments(pipeline)))
-    op.prove_folded(columnar, pipeline, X)  # the same gate the shipped folded graph passes
-    proposed = ex.join_graphs(compiled, columnar)
-    return ex.join_graphs(compiled, folded), previous, proposed, pipeline, names
-
-
-def columnar_folded_graph(pipeline, stable_ids: np.ndarray, opset: int = 17) -> onnx.ModelProto:
-    """PROTOTYPE for ``onnx_pipeline.folded_graph``: the same folded weights, column-major.
-
-    Same input and reading as the folded graph (``[Gather ->] Cast -> Imputer`` on
-    ``[N, F']``), then one Transpose to ``[F', N]``: onnxruntime broadcasts a ``[F', 1]``
-    constant over ``[F', N]`` with one vectorised loop per row, but ``[F']`` over
-    ``[N, F']`` with one tiny loop per sample (measured 2.4 vs 17 ns/row for a Max on 6
-    features, 1.0 vs 11.9 for the ``[K, N] + [1, N]`` add). Gemm computes ``W^T X + b``.
-    """
-    w = op.fold_weights(pipeline)
-    k = w.matrix.shape[1] - w.n_components
-    n, f32 = "segmentation_pipeline/", TensorProto.FLOAT
-    consts = {
-        "lower": w.lower[:, None],
-        "upper": w.upper[:, None],
-        "weights_t": np.ascontiguousarray(w.matrix.T),
-        "bias": w.bias[:, None],
-        "split": np.array([w.n_components, k], np.int64),
-        "zero": np.array(0.0, np.float32),
-        "stable_ids": np.asarray(stable_ids, np.int64),
-    }
-    nodes, source = [], op.PIPELINE_INPUT
-    if w.columns is not None:
-        consts["columns"] = w.columns
-        nodes.append(helper.make_node("Gather", [source, n + "columns"], [n + "sel"], axis=1))
-        source = n + "sel"
-    imputer = dict(imputed_value_floats=w.medians.tolist(), replaced_value_float=float("nan"))
-    nodes += [
-        helper.make_node("Cast", [source], [n + "x"], to=f32),
-        helper.make_node("Imputer", [n + "x"], [n + "imp"], domain="ai.onnx.ml", **imputer),
-        helper.make_node("Transpose", [n + "imp"], [n + "cols"], perm=[1, 0]),
-        helper.make_node("Max", [n + "cols", n + "lower"], [n + "raised"]),
-        helper.make_node("Min", [n + "raised", n + "upper"], [n + "clipped"]),
-        helper.make_node("Gemm", [n + "weights_t", n + "clipped", n + "bias"], [n + "affine"]),
-        helper.make_node("Split", [n + "affine", n + "split"], [n + "z", n + "cross"], axis=0),
-        helper.make_node("ReduceSumSquare", [n + "z"], [n + "zz"], axes=[0], keepdims=1),
-        helper.make_node("Add", [n + "cross", n + "zz"], [n + "d2"]),
-        helper.make_node("ArgMin", [n + "d2"], [n + "nearest"], axis=0, keepdims=0),
-        helper.make_node("Gather", [n + "stable_ids", n + "nearest"], ["segment_id"], axis=0),
-        helper.make_node("Max", [n + "d2", n + "zero"], [n + "d2_clamped"]),
-        helper.make_node("Sqrt", [n + "d2_clamped"], [n + "dist_cols"]),
-        helper.make_node("Transpose", [n + "dist_cols"], ["distances"], perm=[1, 0]),
-    ]
-    width = pipeline.named_steps["select"].n_features_in_
-    graph = helper.make_graph(
-        nodes,
-        "segmentation_pipeline",
-        [helper.make_tensor_value_info(op.PIPELINE_INPUT, TensorProto.DOUBLE, ["N", width])],
-        [
-            helper.make_tensor_value_info("segment_id", TensorProto.INT64, ["N"]),
-            helper.make_tensor_value_info("distances", f32, ["N", k]),
-        ],
-        initializer=[numpy_helper.from_array(v, n + name) for name, v in consts.items()],
-    )
-    opsets = [helper.make_opsetid("", opset), helper.make_opsetid("ai.onnx.ml", op.ML_OPSET)]
-    model = helper.make_model(graph, opset_imports=opsets)
-    model.ir_version = 8
-    onnx.checker.check_model(model, full_check=True)
-    return model
+    return ex.join_graphs(compiled, folded), previous, pipeline, names
 
 
 def profile_nodes(model_bytes: bytes, feeds: dict, runs: int = 3) -> list[tuple[str, float]]:
@@ -255,7 +188,7 @@ def _chunked(run, raw: dict[str, np.ndarray], chunk: int, pool=None):
 def bench_rows(raw, model, sessions, pipeline, names, chunks, repeat, baseline_repeat) -> list[str]:
     """Table rows for one data size: baseline, each engine and chunk, skl2onnx reference."""
     n = len(raw["balance"])
-    sess, single, previous, proposed, reference, pool = sessions
+    sess, single, previous, reference, pool = sessions
 
     def sklearn_run() -> None:
         for i in range(0, n, 1_000_000):
@@ -271,8 +204,6 @@ def bench_rows(raw, model, sessions, pipeline, names, chunks, repeat, baseline_r
         rows.append(_row(n, "onnx, 2 threads x intra_op 1", chunk, rate, base))
         rate = n / timed(_chunked(previous.run, raw, chunk, pool), repeat)
         rows.append(_row(n, "onnx, previous graph, 2 threads x intra_op 1", chunk, rate, base))
-        rate = n / timed(_chunked(proposed.run, raw, chunk, pool), repeat)
-        rows.append(_row(n, "onnx, column-major pipeline, 2 x intra_op 1", chunk, rate, base))
     first = {k: v[:1_000_000] for k, v in raw.items()}
     feats = op.run(model, ex.raw_feeds(first))["features"].astype(np.float32)
     rate = len(feats) / timed(lambda: reference.run(None, {op.PIPELINE_INPUT: feats}), repeat)
@@ -290,14 +221,13 @@ def main() -> None:
     args = parser.parse_args()
 
     real = read_raw(DATA)
-    model, previous, proposed, pipeline, names = build(real)
+    model, previous, pipeline, names = build(real)
     model_bytes = model.SerializeToString()
     sessions = (
         session(model_bytes),
         # One session shared by two Python threads (run() releases the GIL), a core each.
         session(model_bytes, threads=1),
         session(previous.SerializeToString(), threads=1),
-        session(proposed.SerializeToString(), threads=1),
         session(op.reference_graph(pipeline, len(names)).SerializeToString()),
         ThreadPoolExecutor(max_workers=2),
     )

@@ -259,7 +259,14 @@ def test_compiled_features_feed_the_pipeline_their_float32_columns_directly(
     plain = StandInFeatures(compiled.model, compiled.feature_names, compiled.sql_sha256)
     generic = ex.join_graphs(plain, folded)
     gathers = lambda m: sum(n.op_type == "Gather" for n in m.graph.node)  # noqa: E731
-    assert gathers(fast) == 1  # the stable-id lookup only: no Gather of clustered columns
+    by_column = lambda m: sum(  # noqa: E731
+        n.op_type == "Gather" and any(a.name == "axis" and a.i == 1 for a in n.attribute)
+        for n in m.graph.node
+    )
+    # The fast join picks the clustered rows of the feature-major stack (axis 0), never the
+    # row-major [N, F] columns (axis 1) the generic join has to gather.
+    assert by_column(fast) == 0
+    assert gathers(fast) == (2 if clustered else 1)
     assert gathers(generic) == (2 if clustered else 1)
     got, want = op.run(fast, ex.raw_feeds(raw)), op.run(generic, ex.raw_feeds(raw))
     for name in ("segment_id", "distances", "features"):
