@@ -134,7 +134,10 @@ def test_a_cold_start_without_a_reachable_store_is_503_fast_then_recovers(
         emulator.stop()
 
 
-def test_segmentation_serve_starts_both_functions_and_ctrl_c_stops_them(shared_model_store):
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "term"])
+def test_segmentation_serve_starts_both_functions_and_a_signal_stops_them(
+    shared_model_store, stop_signal
+):
     ports = free_port(), free_port()
     proc = subprocess.Popen(
         [
@@ -161,7 +164,7 @@ def test_segmentation_serve_starts_both_functions_and_ctrl_c_stops_them(shared_m
             if "Ctrl-C" in line:
                 break
         assert call(f"http://127.0.0.1:{ports[1]}/")[0] == 200
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop_signal)
         assert proc.wait(timeout=30) == 0
     finally:
         if proc.poll() is None:

@@ -1,5 +1,6 @@
 """`segmentation serve`: the local emulator, predict and health as two functions-framework
-processes on 127.0.0.1, serving SEGMENTATION_MODEL_STORE's current model. Ctrl-C stops both.
+processes on 127.0.0.1, serving SEGMENTATION_MODEL_STORE's current model. Ctrl-C or SIGTERM
+stops both.
 
 Each process runs gunicorn (functions-framework's production server) with ``--workers``
 processes of ``--threads`` threads. The default, 2 workers x 4 threads for predict on a
@@ -133,7 +134,12 @@ def _status(url: str) -> int:
         return 0
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM (kill, a supervisor) stops as cleanly as Ctrl-C
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    signal.signal(signal.SIGTERM, _stop)
     emulator = Emulator(
         settings,
         predict_port=args.predict_port or settings.predict_port,
@@ -151,7 +157,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 f"health:  {emulator.health_url}  (GET /)\n"
                 f"store:   {settings.model_store}: {state}\n"
                 f"try:     curl -s {emulator.health_url}\n"
-                "Ctrl-C stops both.",
+                "Ctrl-C (or SIGTERM) stops both.",
                 flush=True,
             )
             while all(p.poll() is None for p in emulator.procs):
