@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from _features_numpy import numpy_features  # bench/ is sys.path[0]
 from onnx import compose
 
 from segmentation import FIELD_NAMES, Settings
@@ -50,55 +51,12 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cc_gene
 
 
 #: Columns the feature SQL takes ln(1 + x) of, and columns it passes through.
-LOGGED = (
-    "balance", "purchases", "oneoff_purchases", "installments_purchases", "cash_advance",
-    "credit_limit", "payments", "minimum_payments",
-)  # fmt: skip
-PASSED_THROUGH = (
-    "balance_frequency", "purchases_frequency", "oneoff_purchases_frequency",
-    "purchases_installments_frequency", "cash_advance_frequency", "tenure",
-)  # fmt: skip
-
-
 def read_raw(path: Path) -> dict[str, np.ndarray]:
     """The real file's columns under their staged names, blanks as NaN."""
     header = path.read_text().splitlines()[0].split(",")
     table = np.genfromtxt(path, delimiter=",", skip_header=1, usecols=range(1, len(header)))
     by_raw = {name: table[:, i] for i, name in enumerate(header[1:])}
     return {f.name: np.ascontiguousarray(by_raw[f.raw_name]) for f in FIELDS}
-
-
-def numpy_features(c: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """``customer_features.sql`` written in numpy: the baseline's feature step."""
-    tenure = np.maximum(c["tenure"], 1.0)
-    parts = c["oneoff_purchases"] + c["installments_purchases"]
-    spend = c["cash_advance"] + c["purchases"]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        pay_ratio = c["payments"] / np.maximum(c["minimum_payments"], 1.0)
-        out = {
-            "credit_utilization_ratio": np.minimum(
-                c["balance"] / np.maximum(c["credit_limit"], 1.0), 5.0
-            ),
-            "purchases_per_month": c["purchases_trx"] / tenure,
-            "average_ticket": np.where(
-                c["purchases_trx"] > 0, c["purchases"] / c["purchases_trx"], 0.0
-            ),
-            "oneoff_purchase_share": np.where(parts > 0, c["oneoff_purchases"] / parts, 0.0),
-            "installment_purchase_share": np.where(
-                parts > 0, c["installments_purchases"] / parts, 0.0
-            ),
-            "cash_advance_ratio": np.where(spend > 0, c["cash_advance"] / spend, 0.0),
-            "cash_advance_intensity": c["cash_advance_trx"] / tenure,
-            "payment_to_minimum_ratio": np.minimum(pay_ratio, 100.0),
-            "full_payment_share": c["prc_full_payment"],
-            "payment_consistency_index": 0.5 * np.minimum(pay_ratio, 1.0)
-            + 0.5 * c["prc_full_payment"],
-        }
-    for name in LOGGED:
-        out[f"log_{name}"] = np.log(1.0 + c[name])
-    for name in PASSED_THROUGH:
-        out[name] = c[name]
-    return out
 
 
 def session(

@@ -41,6 +41,8 @@ from threadpoolctl import threadpool_limits
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from a checkout
 
+from _features_numpy import numpy_features  # noqa: E402  (bench/ is sys.path[0])
+
 from segmentation import Settings  # noqa: E402
 from segmentation.schema import FIELD_NAMES, RAW_NAMES  # noqa: E402
 from segmentation.store import LocalStore  # noqa: E402
@@ -102,42 +104,6 @@ def load_raw(path: Path) -> dict[str, np.ndarray]:
         name: np.array([float(r[raw]) if r[raw].strip() else np.nan for r in rows])
         for name, raw in zip(FIELD_NAMES, RAW_NAMES, strict=True)
     }
-
-
-def engineer(raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The agreed features, with the guards of ``customer_features.sql``."""
-    r = raw
-    tenure = np.maximum(r["tenure"], 1.0)
-    parts = r["oneoff_purchases"] + r["installments_purchases"]
-    spend = r["cash_advance"] + r["purchases"]
-    pay_min = np.minimum(r["payments"] / np.maximum(r["minimum_payments"], 1.0), 100.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        f = {
-            "credit_utilization_ratio": np.minimum(
-                r["balance"] / np.maximum(r["credit_limit"], 1.0), 5.0
-            ),
-            "purchases_per_month": r["purchases_trx"] / tenure,
-            "average_ticket": np.where(
-                r["purchases_trx"] > 0, r["purchases"] / r["purchases_trx"], 0.0
-            ),
-            "oneoff_purchase_share": np.where(parts > 0, r["oneoff_purchases"] / parts, 0.0),
-            "installment_purchase_share": np.where(
-                parts > 0, r["installments_purchases"] / parts, 0.0
-            ),
-            "cash_advance_ratio": np.where(spend > 0, r["cash_advance"] / spend, 0.0),
-            "cash_advance_intensity": r["cash_advance_trx"] / tenure,
-            "payment_to_minimum_ratio": pay_min,
-            "full_payment_share": r["prc_full_payment"],
-            "payment_consistency_index": 0.5 * np.minimum(pay_min, 1.0)
-            + 0.5 * r["prc_full_payment"],
-        }
-    # NaN minimum_payments propagates through np.maximum/np.minimum, as NULL does in SQL.
-    for m in MONEY:
-        f[f"log_{m}"] = np.log1p(r[m])
-    for name in FREQUENCIES:
-        f[name] = r[name]
-    f["tenure"] = r["tenure"].astype(np.float64)
-    return f
 
 
 def preprocess(X: np.ndarray, variance: float | None, clip: bool, seed: int) -> np.ndarray:
@@ -282,7 +248,7 @@ def _train_default(args: argparse.Namespace, root: Path):
 def _run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     raw = load_raw(args.csv)
-    feats = engineer(raw)
+    feats = numpy_features(raw)
     print(f"# Real data: {len(raw['balance']):,} customers from {args.csv.name}")
     if not args.skip_feature_sets:
         compare_feature_sets(raw, feats, args.seed, n_boot=10)
