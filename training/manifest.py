@@ -164,7 +164,7 @@ def build_manifest(
         "created_at": created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         "data_snapshot_sha256": snapshot_sha256(customer_ids, X, names),
         "feature_sql_sha256": feature_sql_sha256,
-        "inputs": [_input(f) for f in FIELDS],
+        "inputs": [f.to_dict() for f in FIELDS],
         "features": [{"name": n, "description": descriptions.get(n, "")} for n in names],
         "outputs": dict(OUTPUTS),
         "segments": _segments(export, evaluation, trust, len(X)),
@@ -213,20 +213,6 @@ def build_manifest(
 
 def _clustered(params: TrainingParams, names: tuple[str, ...]) -> tuple[str, ...]:
     return names if params.cluster_features is None else params.cluster_features
-
-
-def _input(field) -> dict:
-    spec = {
-        "name": field.name,
-        "kind": field.kind,
-        "nullable": field.nullable,
-        "minimum": field.minimum,
-        "maximum": field.maximum,
-        "description": field.description,
-    }
-    if field.expected_maximum is not None:
-        spec["expected_maximum"] = field.expected_maximum
-    return spec
 
 
 def _num(value: float) -> float | None:

@@ -212,17 +212,7 @@ class Service:
             ],
             "features": list(m.feature_names),
             "atypical_distance": m.atypical_distance,
-            "inputs": [
-                {
-                    "name": f.name,
-                    "kind": f.kind,
-                    "nullable": f.nullable,
-                    "minimum": f.minimum,
-                    "maximum": f.maximum,
-                    "description": f.description,
-                }
-                for f in FIELDS
-            ],
+            "inputs": [f.to_dict() for f in FIELDS],
             "limits": {
                 "max_batch_rows": self.settings.max_batch_rows,
                 "max_body_bytes": self.settings.max_body_bytes,

@@ -38,6 +38,20 @@ class Field:
     def sql_type(self) -> str:
         return "double" if self.kind == "number" else "integer"
 
+    def to_dict(self) -> dict:
+        """The field as clients see it: in the manifest and the ``/model`` metadata."""
+        spec = {
+            "name": self.name,
+            "kind": self.kind,
+            "nullable": self.nullable,
+            "minimum": self.minimum,
+            "maximum": self.maximum,
+            "description": self.description,
+        }
+        if self.expected_maximum is not None:
+            spec["expected_maximum"] = self.expected_maximum
+        return spec
+
 
 ID_RAW_NAME = "CUST_ID"
 ID_NAME = "customer_id"
