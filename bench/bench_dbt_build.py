@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     sys.path.insert(0, str(ROOT))
-    from training.datagen import write_customers
+    from training.data import write_customers
 
     select = None if args.all_models else FEATURE_LAYER
     print(

@@ -19,7 +19,7 @@ import onnx
 import onnxruntime as ort
 
 from segmentation.schema import FIELD_NAMES
-from training.sql_onnx import compile_features
+from training.features.sql_onnx import compile_features
 
 #: A realistic ~20-feature model: guarded ratios, caps, LN(1 + x), CASE, COALESCE.
 FEATURE_SQL = """

@@ -30,8 +30,8 @@ MODES = ("generate", "csv", "parquet")
 def run_case(mode: str, n_rows: int, directory: str) -> dict:
     """One measurement, in this process."""
     sys.path.insert(0, str(ROOT))
-    from training.datagen import write_customers
-    from training.datagen._writer import iter_tables
+    from training.data import write_customers
+    from training.data._writer import iter_tables
 
     started, cpu = time.perf_counter(), time.process_time()
     size = 0

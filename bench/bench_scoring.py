@@ -39,11 +39,11 @@ from onnx import compose
 
 from segmentation import FIELD_NAMES, Settings
 from segmentation.schema import FIELDS
-from training import export as ex
-from training import onnx_pipeline as op
+from training.export import converters, fold, join, parity
 from training.features import compiled_feature_sql
-from training.pipeline import TrainingParams, build_pipeline
-from training.sql_onnx import compile_features
+from training.features.sql_onnx import compile_features
+from training.model.params import TrainingParams
+from training.model.pipeline import build_pipeline
 
 #: What batch scoring reads (onnxruntime runs every node of the graph whatever is asked).
 OUTPUTS = ["segment_id", "distances"]
@@ -93,22 +93,22 @@ def build(raw: dict[str, np.ndarray]):
             compiled_feature_sql(settings, target_path=tmp, log_path=tmp), FIELD_NAMES
         )
     names = tuple(compiled.feature_names)
-    X = op.run(compiled.model, ex.raw_feeds(raw))["features"]
+    X = parity.run(compiled.model, join.raw_feeds(raw))["features"]
     baseline = numpy_features(raw)
     expected = np.column_stack([baseline[n] for n in names])
     if not np.allclose(X, expected, rtol=1e-9, atol=0, equal_nan=True):
         raise SystemExit("numpy baseline features differ from the compiled SQL's")
     params = TrainingParams()
     pipeline = build_pipeline(params, names).fit(X)
-    folded = op.folded_graph(pipeline)
-    op.prove_folded(folded, pipeline, X)
+    folded = fold.folded_graph(pipeline)
+    parity.prove_folded(folded, pipeline, X)
     previous = compose.merge_models(
         compiled.model,
         folded,
-        io_map=[("features", op.PIPELINE_INPUT)],
+        io_map=[("features", fold.PIPELINE_INPUT)],
         outputs=["segment_id", "distances", "features"],
     )
-    return ex.join_graphs(compiled, folded), previous, pipeline, names
+    return join.join_graphs(compiled, folded), previous, pipeline, names
 
 
 def profile_nodes(model_bytes: bytes, feeds: dict, runs: int = 3) -> list[tuple[str, float]]:
@@ -163,8 +163,8 @@ def bench_rows(raw, model, sessions, pipeline, names, chunks, repeat, baseline_r
         rate = n / timed(_chunked(previous.run, raw, chunk, pool), repeat)
         rows.append(_row(n, "onnx, previous graph, 2 threads x intra_op 1", chunk, rate, base))
     first = {k: v[:1_000_000] for k, v in raw.items()}
-    feats = op.run(model, ex.raw_feeds(first))["features"].astype(np.float32)
-    rate = len(feats) / timed(lambda: reference.run(None, {op.PIPELINE_INPUT: feats}), repeat)
+    feats = parity.run(model, join.raw_feeds(first))["features"].astype(np.float32)
+    rate = len(feats) / timed(lambda: reference.run(None, {fold.PIPELINE_INPUT: feats}), repeat)
     rows.append(_row(len(feats), "skl2onnx, fitted pipeline only", len(feats), rate, None))
     return rows
 
@@ -186,7 +186,7 @@ def main() -> None:
         # One session shared by two Python threads (run() releases the GIL), a core each.
         session(model_bytes, threads=1),
         session(previous.SerializeToString(), threads=1),
-        session(op.reference_graph(pipeline, len(names)).SerializeToString()),
+        session(converters.reference_graph(pipeline, len(names)).SerializeToString()),
         ThreadPoolExecutor(max_workers=2),
     )
     rng = np.random.default_rng(42)

@@ -23,11 +23,11 @@ from sklearn.datasets import make_blobs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
 
-from training.explain import segment_profiles
-from training.naming import name_segments
-from training.selection import SelectionConfig, select_model
-from training.stability import assess_stability
-from training.surrogate import fit_servable
+from training.clustering.selection import SelectionConfig, select_model
+from training.clustering.stability import assess_stability
+from training.clustering.surrogate import fit_servable
+from training.segments.explain import segment_profiles
+from training.segments.naming import name_segments
 
 
 def synthetic(rows: int, dims: int, seed: int) -> np.ndarray:

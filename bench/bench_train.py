@@ -2,7 +2,7 @@
 
 Usage: ``.venv/bin/python bench/bench_train.py [--rows 1000000] [--repeat 1] [--no-select]``
 
-Setup (not timed): ``training.datagen.write_customers`` writes the customers and
+Setup (not timed): ``training.data.write_customers`` writes the customers and
 ``training.features.build_features`` runs ``dbt build`` into a temporary warehouse. Timed:
 ``training.train.train_and_publish`` into a fresh temporary store per run, with the
 default parameters (selection on, six behaviour features, PCA 80%). Prints the seconds
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import statistics
 import sys
 import tempfile
@@ -28,9 +27,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script
 
 from segmentation import Settings
-from training.datagen import write_customers
+from training.data import write_customers
 from training.features import build_features
-from training.pipeline import TrainingParams
+from training.model.params import TrainingParams
 from training.train import train_and_publish
 
 
@@ -48,11 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         root = Path(tmp)
-        os.environ["DBT_TARGET_PATH"] = str(root / "target")
-        os.environ["DBT_LOG_PATH"] = str(root / "logs")
         t = time.perf_counter()
         data = write_customers(root / "customers.parquet", args.rows, seed=args.seed)
-        settings = Settings(data=str(data), warehouse=str(root / "wh.duckdb"))
+        settings = Settings(
+            data=str(data),
+            warehouse=str(root / "wh.duckdb"),
+            dbt_target_path=str(root / "target"),
+            dbt_log_path=str(root / "logs"),
+        )
         build_features(settings)
         print(
             f"# Training benchmark: {args.rows:,} generated customers "

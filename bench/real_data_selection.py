@@ -24,7 +24,6 @@ import contextlib
 import csv
 import io
 import logging
-import os
 import sys
 import tempfile
 import time
@@ -46,13 +45,13 @@ from _features_numpy import numpy_features  # noqa: E402  (bench/ is sys.path[0]
 from segmentation import Settings  # noqa: E402
 from segmentation.schema import FIELD_NAMES, RAW_NAMES  # noqa: E402
 from segmentation.store import LocalStore  # noqa: E402
-from training.pipeline import (  # noqa: E402
+from training.clustering.stability import assess_stability  # noqa: E402
+from training.clustering.surrogate import ClusterSpec  # noqa: E402
+from training.model.params import (  # noqa: E402
     BEHAVIOUR_FEATURES,
     TrainingParams,
     parse_cluster_features,
 )
-from training.stability import assess_stability  # noqa: E402
-from training.surrogate import ClusterSpec  # noqa: E402
 
 DEFAULT_CSV = ROOT.parent / "shared" / "data" / "cc_general.csv"
 MONEY = (
@@ -223,13 +222,16 @@ def main(argv: list[str] | None = None) -> int:
 def _train_default(args: argparse.Namespace, root: Path):
     """What `segmentation train` fits on the file: dbt features, then `fit_model`."""
     from training.features import build_features, compiled_feature_sql
+    from training.features.rows import load_training_data
+    from training.features.sql_onnx import compile_features
     from training.fit import fit_model
-    from training.sql_onnx import compile_features
-    from training.train import load_training_data
 
-    os.environ.setdefault("DBT_TARGET_PATH", str(root / "target"))
-    os.environ.setdefault("DBT_LOG_PATH", str(root / "logs"))
-    settings = Settings(data=str(args.csv), warehouse=str(root / "wh.duckdb"))
+    settings = Settings(
+        data=str(args.csv),
+        warehouse=str(root / "wh.duckdb"),
+        dbt_target_path=str(root / "target"),
+        dbt_log_path=str(root / "logs"),
+    )
     with contextlib.redirect_stdout(io.StringIO()):  # dbt's per-model log lines
         build_features(settings)
     names = tuple(compile_features(compiled_feature_sql(settings), FIELD_NAMES).feature_names)

@@ -16,9 +16,9 @@ from segmentation import FIELD_NAMES, Settings
 from segmentation.bundle import load_bundle
 from segmentation.store import open_store, version_key
 from training.cli import main
-from training.datagen import write_customers
+from training.data import write_customers
 from training.features import build_features
-from training.pipeline import TrainingParams
+from training.model.params import TrainingParams
 from training.train import train_and_publish
 
 pytestmark = pytest.mark.slow
@@ -52,7 +52,11 @@ def workspace(tmp_path_factory):
     data = root / "customers.csv"
     write_customers(data, 2000, seed=21)
     settings = Settings(
-        data=str(data), warehouse=str(root / "wh.duckdb"), model_store=str(root / "store")
+        data=str(data),
+        warehouse=str(root / "wh.duckdb"),
+        model_store=str(root / "store"),
+        dbt_target_path=str(root / "target"),
+        dbt_log_path=str(root / "logs"),
     )
     with pytest.MonkeyPatch.context() as mp:
         _env(mp, settings, root)

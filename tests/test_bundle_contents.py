@@ -17,12 +17,14 @@ import onnx
 import pytest
 
 from segmentation import FIELD_NAMES, FIELDS, Settings
-from segmentation.bundle import load_bundle, sha256
+from segmentation.bundle import load_bundle
+from segmentation.bundle_format import sha256_hex
 from segmentation.store import open_store, version_key
-from training.datagen import write_customers
-from training.manifest import drift_reference, snapshot_sha256
-from training.pipeline import TrainingParams
-from training.train import FEATURE_TABLE, train_and_publish
+from training.data import write_customers
+from training.features import FEATURE_MODEL
+from training.model.params import TrainingParams
+from training.release.manifest import drift_reference, snapshot_sha256
+from training.train import train_and_publish
 
 slow = pytest.mark.slow
 
@@ -61,12 +63,13 @@ def trained(tmp_path_factory):
     data = root / "customers.csv"
     write_customers(data, 3000, seed=11)
     settings = Settings(
-        data=str(data), warehouse=str(root / "wh.duckdb"), model_store=str(root / "store")
+        data=str(data),
+        warehouse=str(root / "wh.duckdb"),
+        model_store=str(root / "store"),
+        dbt_target_path=str(root / "target"),
+        dbt_log_path=str(root / "logs"),
     )
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DBT_TARGET_PATH", str(root / "target"))
-        mp.setenv("DBT_LOG_PATH", str(root / "logs"))
-        result = train_and_publish(settings, TrainingParams(k=4, seed=3))
+    result = train_and_publish(settings, TrainingParams(k=4, seed=3))
     store = open_store(settings.model_store)
     manifest_bytes = store.read(version_key(result.version, "manifest.json"))
     return settings, result, store, json.loads(manifest_bytes), manifest_bytes
@@ -81,7 +84,7 @@ def test_version_folder_holds_the_three_files_and_the_pointer_names_it(trained):
     ]
     pointer, _ = store.read_pointer()
     assert pointer.version == result.version
-    assert pointer.manifest_sha256 == sha256(manifest_bytes) == result.manifest_sha256
+    assert pointer.manifest_sha256 == sha256_hex(manifest_bytes) == result.manifest_sha256
     assert re.fullmatch(r"v\d{8}T\d{12}Z-[0-9a-f]{8}", result.version)
 
 
@@ -90,7 +93,7 @@ def test_every_file_matches_its_sha256_and_serving_verifies_the_bundle(trained):
     _, result, store, manifest, _ = trained
     assert set(manifest["files"]) == {"model.onnx", "report.html"}
     for name, digest in manifest["files"].items():
-        assert sha256(store.read(version_key(result.version, name))) == digest
+        assert sha256_hex(store.read(version_key(result.version, name))) == digest
     pointer, _ = store.read_pointer()
     bundle = load_bundle(store, pointer)  # checksums, signature, golden rows
     assert bundle.version == result.version
@@ -151,7 +154,7 @@ def test_data_snapshot_hash_is_the_feature_table_content(trained):
     with duckdb.connect(settings.warehouse) as con:  # dbt-duckdb ran in this process
         # A different row order must give the same hash: the canonical form sorts by id.
         arrays = con.execute(
-            f"select customer_id, {', '.join(names)} from {FEATURE_TABLE} order by random()"
+            f"select customer_id, {', '.join(names)} from {FEATURE_MODEL} order by random()"
         ).fetchnumpy()
     X = np.column_stack([np.ma.filled(np.ma.asarray(arrays[n], float), np.nan) for n in names])
     digest = snapshot_sha256(arrays["customer_id"], X, tuple(names))

@@ -15,8 +15,8 @@ from scipy.stats import spearmanr
 from segmentation.errors import ConfigError
 from segmentation.schema import FIELDS, ID_RAW_NAME, RAW_NAMES
 from training import cli
-from training.datagen import DIRTY_KINDS, _writer, dirty_counts, generate_customers, write_customers
-from training.datagen._params import PARAMS_PATH
+from training.data import DIRTY_KINDS, _writer, dirty_counts, generate_customers, write_customers
+from training.data._params import PARAMS_PATH
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cc_general.csv"
 HEADER = [ID_RAW_NAME, *RAW_NAMES]

@@ -8,11 +8,11 @@ import pytest
 import yaml
 
 from segmentation.schema import FIELDS
-from training import contract_dbt
+from training.contract import dbt as contract_dbt
 
 
 def test_committed_dbt_contract_files_are_up_to_date():
-    assert contract_dbt.stale_files() == [], "run: python -m training.contract_dbt"
+    assert contract_dbt.stale_files() == [], "run: python -m training.contract.dbt"
 
 
 @pytest.mark.parametrize(

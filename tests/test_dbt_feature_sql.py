@@ -10,7 +10,8 @@ import yaml
 from sqlglot import exp
 
 from segmentation import Settings
-from training.features import DBT_PROJECT_DIR, compiled_feature_sql
+from training.features import compiled_feature_sql
+from training.features._dbt import DBT_PROJECT_DIR
 
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cc_general.csv"
 FEATURES_YAML = DBT_PROJECT_DIR / "models" / "marts" / "customer_features.yml"

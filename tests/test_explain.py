@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from segmentation.errors import ConfigError
-from training import selection_plots as plots
-from training.explain import describe, explain_segments, segment_profiles
-from training.selection import SelectionConfig, select_model
-from training.stability import assess_stability
-from training.surrogate import ClusterSpec
+from training.clustering.selection import SelectionConfig, select_model
+from training.clustering.stability import assess_stability
+from training.clustering.surrogate import ClusterSpec
+from training.release import plots
+from training.segments.explain import describe, explain_segments, segment_profiles
 
 FEATURES = ("log_purchases", "cash_advance_ratio", "purchases_frequency", "tenure")
 
@@ -108,7 +108,6 @@ def test_every_report_plot_is_an_embeddable_png(population, selection):
         plots.plot_k_sweep(selection.k_scores, chosen_k=selection.chosen.n_clusters),
         plots.plot_algorithms(selection.algorithm_scores, selection.chosen.label),
         plots.plot_stability(stability, names),
-        plots.plot_pca_scatter(X, labels, names, random_state=0, max_points=300),
         plots.plot_profile_heatmap(prof.z, FEATURES, names),
     ]
     assert all(_is_png(f) for f in figures)

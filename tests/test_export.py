@@ -17,9 +17,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from segmentation import FIELD_NAMES, GateFailed
 from segmentation.schema import FIELDS
-from training import export as ex
-from training import onnx_pipeline as op
-from training.pipeline import TrainingParams, build_pipeline
+from training.export import fold, gates, isolated, join, parity
+from training.model.params import TrainingParams
+from training.model.pipeline import build_pipeline
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cc_general.csv"
 
@@ -44,7 +44,7 @@ STANDIN = {
 
 @dataclass(frozen=True)
 class StandInFeatures:
-    """Shaped like ``training.sql_onnx.CompiledFeatures``."""
+    """Shaped like ``training.features.sql_onnx.CompiledFeatures``."""
 
     model: onnx.ModelProto
     feature_names: tuple[str, ...]
@@ -123,11 +123,11 @@ def fitted(training_rows):
 
 
 @pytest.fixture(scope="module")
-def exported(training_rows, fitted) -> ex.ExportResult:
+def exported(training_rows, fitted) -> gates.ExportResult:
     params, pipeline = fitted
     raw, features = training_rows
     ids = np.array([2, 0, 3, 1])
-    return ex.export_model(standin_features(), pipeline, raw, features, params, ids)
+    return gates.export_model(standin_features(), pipeline, raw, features, params, ids)
 
 
 def test_exported_graph_takes_the_staged_columns_and_returns_the_contract_outputs(exported):
@@ -160,16 +160,16 @@ def test_a_feature_whose_sql_differs_from_duckdb_fails_the_parity_gate(
     params, pipeline = fitted
     raw, features = training_rows
     with pytest.raises(GateFailed, match=f"feature parity: .*'{broken}' on 8950 of 8950 rows"):
-        ex.export_model(standin_features(broken), pipeline, raw, features, params)
+        gates.export_model(standin_features(broken), pipeline, raw, features, params)
 
 
 def test_feature_parity_requires_nan_exactly_where_duckdb_has_null():
     expected = np.array([[1.0, np.nan], [2.0, 3.0]])
     got = np.array([[1.0, 0.0], [2.0, 3.0]])
     with pytest.raises(GateFailed, match="'b' on 1 of 2 rows"):
-        ex.check_feature_parity(got, expected, ("a", "b"), 1e-5)
-    parity = ex.check_feature_parity(expected.copy(), expected, ("a", "b"), 1e-5)
-    assert parity.mismatches == {"a": 0, "b": 0}
+        parity.check_feature_parity(got, expected, ("a", "b"), 1e-5)
+    result = parity.check_feature_parity(expected.copy(), expected, ("a", "b"), 1e-5)
+    assert result.mismatches == {"a": 0, "b": 0}
 
 
 @pytest.mark.parametrize(("relative_error", "passes"), [(5e-6, True), (5e-5, False)])
@@ -177,10 +177,10 @@ def test_feature_parity_tolerates_relative_error_up_to_the_rtol(relative_error, 
     expected = np.array([[1234.5], [0.001]])
     got = expected * (1 + relative_error)
     if passes:
-        ex.check_feature_parity(got, expected, ("x",), 1e-5)
+        parity.check_feature_parity(got, expected, ("x",), 1e-5)
     else:
         with pytest.raises(GateFailed, match="'x' on 2 of 2 rows"):
-            ex.check_feature_parity(got, expected, ("x",), 1e-5)
+            parity.check_feature_parity(got, expected, ("x",), 1e-5)
 
 
 def test_golden_rows_cover_the_edge_cases_and_reproduce_their_outputs(exported):
@@ -195,27 +195,27 @@ def test_golden_rows_cover_the_edge_cases_and_reproduce_their_outputs(exported):
     assert rows["missing minimum payments"]["features"][log_min] is None
     values = [r["inputs"] for r in rows.values()]
     feeds = {n: np.array([np.nan if v[n] is None else v[n] for v in values]) for n in FIELD_NAMES}
-    again = op.run(exported.model, feeds)
+    again = parity.run(exported.model, feeds)
     assert again["segment_id"].tolist() == [r["segment_id"] for r in rows.values()]
 
 
 def test_isolated_run_uses_only_onnxruntime_and_numpy(exported):
     rows = [r["inputs"] for r in exported.golden_rows]
-    outs = ex.run_isolated(exported.model.SerializeToString(), rows)
+    outs = isolated.run_isolated(exported.model.SerializeToString(), rows)
     assert outs["segment_id"].tolist() == [r["segment_id"] for r in exported.golden_rows]
 
 
 def test_isolated_run_fails_the_gate_when_the_graph_cannot_load():
     with pytest.raises(GateFailed, match="isolated run: the graph must run"):
-        ex.run_isolated(b"not an onnx graph", [{n: 1.0 for n in FIELD_NAMES}])
+        isolated.run_isolated(b"not an onnx graph", [{n: 1.0 for n in FIELD_NAMES}])
 
 
 def test_segment_gate_fails_when_ids_differ_on_rows_with_a_clear_margin():
     distances = np.array([[0.0, 5.0], [1.0, 1.0000001], [0.0, 5.0]])
-    agreement = op.label_agreement(np.array([0, 1, 1]), np.array([0, 0, 0]), distances, 1e-3)
+    agreement = parity.label_agreement(np.array([0, 1, 1]), np.array([0, 0, 0]), distances, 1e-3)
     assert (agreement.disagreements, agreement.clear_disagreements) == (2, 1)
     with pytest.raises(GateFailed, match="2 of 3 rows differ, 1 with a clear margin"):
-        op.check_agreement("test", agreement, 0.5)
+        parity.check_agreement("test", agreement, 0.5)
 
 
 def test_segment_gate_tolerates_a_tie_flip_below_the_margin_epsilon():
@@ -223,8 +223,8 @@ def test_segment_gate_tolerates_a_tie_flip_below_the_margin_epsilon():
     labels = np.zeros(1000, dtype=np.int64)
     flipped = labels.copy()
     flipped[0] = 1
-    agreement = op.label_agreement(flipped, labels, distances, 1e-3)
-    op.check_agreement("test", agreement, 0.999)
+    agreement = parity.label_agreement(flipped, labels, distances, 1e-3)
+    parity.check_agreement("test", agreement, 0.999)
     assert agreement.share == pytest.approx(0.999)
 
 
@@ -246,18 +246,18 @@ from staged
 def test_compiled_features_feed_the_pipeline_their_float32_columns_directly(
     training_rows, clustered
 ):
-    from training.sql_onnx import compile_features, evaluate
+    from training.features.sql_onnx import compile_features, evaluate
 
     compiled = compile_features(JOIN_SQL, FIELD_NAMES)
     raw = training_rows[0]
     X = evaluate(compiled, raw)
     params = TrainingParams(k=3, seed=7, cluster_features=clustered)
     pipeline = build_pipeline(params, compiled.feature_names).fit(X)
-    folded = op.folded_graph(pipeline, np.array([5, 6, 7]))
-    fast = ex.join_graphs(compiled, folded)
+    folded = fold.folded_graph(pipeline, np.array([5, 6, 7]))
+    fast = join.join_graphs(compiled, folded)
     # The same graph joined generically (a feature graph that cannot be re-emitted).
     plain = StandInFeatures(compiled.model, compiled.feature_names, compiled.sql_sha256)
-    generic = ex.join_graphs(plain, folded)
+    generic = join.join_graphs(plain, folded)
     gathers = lambda m: sum(n.op_type == "Gather" for n in m.graph.node)  # noqa: E731
     by_column = lambda m: sum(  # noqa: E731
         n.op_type == "Gather" and any(a.name == "axis" and a.i == 1 for a in n.attribute)
@@ -268,28 +268,28 @@ def test_compiled_features_feed_the_pipeline_their_float32_columns_directly(
     assert by_column(fast) == 0
     assert gathers(fast) == (2 if clustered else 1)
     assert gathers(generic) == (2 if clustered else 1)
-    got, want = op.run(fast, ex.raw_feeds(raw)), op.run(generic, ex.raw_feeds(raw))
+    got, want = parity.run(fast, join.raw_feeds(raw)), parity.run(generic, join.raw_feeds(raw))
     for name in ("segment_id", "distances", "features"):
         np.testing.assert_array_equal(got[name], want[name])
     assert got["features"].dtype == np.float32
     np.testing.assert_array_equal(got["features"], X.astype(np.float32))
-    sk_ids, _ = op.sklearn_segments(pipeline, X, np.array([5, 6, 7]))
+    sk_ids, _ = parity.sklearn_segments(pipeline, X, np.array([5, 6, 7]))
     assert np.mean(got["segment_id"] == sk_ids) >= 0.999
 
 
 def test_a_pipeline_that_does_not_cast_its_input_gets_doubles_through_an_adapter():
     graph = helper.make_graph(
-        [helper.make_node("ReduceSum", [op.PIPELINE_INPUT], ["total"], keepdims=0)],
+        [helper.make_node("ReduceSum", [fold.PIPELINE_INPUT], ["total"], keepdims=0)],
         "other",
-        [helper.make_tensor_value_info(op.PIPELINE_INPUT, TensorProto.DOUBLE, ["N", 3])],
+        [helper.make_tensor_value_info(fold.PIPELINE_INPUT, TensorProto.DOUBLE, ["N", 3])],
         [helper.make_tensor_value_info("total", TensorProto.DOUBLE, [])],
     )
-    columns, name = ex._read_float(graph, drop_gather=True)
+    columns, name = join._read_float(graph, drop_gather=True)
     assert columns is None
     assert graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT
     first = graph.node[0]
     assert (first.op_type, list(first.input), list(first.output)) == (
         "Cast",
         [name],
-        [op.PIPELINE_INPUT],
+        [fold.PIPELINE_INPUT],
     )

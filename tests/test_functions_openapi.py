@@ -7,7 +7,7 @@ import pytest
 from fixtures import openapi
 
 from segmentation.schema import FIELDS
-from training import contract_openapi
+from training.contract import openapi as contract_openapi
 
 
 def test_the_committed_openapi_document_is_up_to_date():

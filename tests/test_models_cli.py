@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from segmentation.store import LocalStore
-from training import publish
 from training.cli import main
+from training.release import publish
 
 T0 = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from segmentation.errors import ConfigError
-from training.explain import segment_profiles
-from training.naming import CORE_ARCHETYPES, CORE_MIN_SCORE, EXTRA_MIN_SCORE, name_segments
+from training.segments.explain import segment_profiles
+from training.segments.naming import CORE_ARCHETYPES, CORE_MIN_SCORE, EXTRA_MIN_SCORE, name_segments
 
 FEATURES = (
     "log_balance",

@@ -8,8 +8,10 @@ import pytest
 from onnx import numpy_helper
 
 from segmentation import GateFailed
-from training import onnx_pipeline as op
-from training.pipeline import QuantileClipper, TrainingParams, build_pipeline
+from training.export import converters, fold, parity
+from training.model.params import TrainingParams
+from training.model.pipeline import build_pipeline
+from training.model.steps import QuantileClipper
 
 
 def _data(seed: int, rows: int = 1500, features: int = 8, missing: float = 0.03) -> np.ndarray:
@@ -31,7 +33,7 @@ CASES = [
 def test_folded_graph_equals_sklearn_and_skl2onnx(params, missing):
     X = _data(params.seed, missing=missing)
     pipeline = build_pipeline(params).fit(X)
-    proof = op.prove_folded(op.folded_graph(pipeline), pipeline, X)
+    proof = parity.prove_folded(fold.folded_graph(pipeline), pipeline, X)
     assert proof.vs_sklearn.clear_disagreements == 0
     assert proof.vs_reference.clear_disagreements == 0
     assert proof.vs_sklearn.share >= 0.999
@@ -42,8 +44,8 @@ def test_folded_graph_returns_distances_and_stable_ids_like_sklearn():
     X = _data(4)
     pipeline = build_pipeline(TrainingParams(k=3, seed=4)).fit(X)
     ids = np.array([7, 3, 5])
-    out = op.run(op.folded_graph(pipeline, ids), {op.PIPELINE_INPUT: X})
-    expected_ids, expected_dist = op.sklearn_segments(pipeline, X, ids)
+    out = parity.run(fold.folded_graph(pipeline, ids), {fold.PIPELINE_INPUT: X})
+    expected_ids, expected_dist = parity.sklearn_segments(pipeline, X, ids)
     np.testing.assert_array_equal(out["segment_id"], expected_ids)
     np.testing.assert_allclose(out["distances"], expected_dist, rtol=1e-4, atol=1e-4)
     assert out["segment_id"].dtype == np.int64 and out["distances"].dtype == np.float32
@@ -53,15 +55,15 @@ def test_folded_graph_imputes_medians_and_clips_outliers_like_the_pipeline():
     X = _data(5)
     pipeline = build_pipeline(TrainingParams(k=3, seed=5)).fit(X)
     extreme = np.vstack([np.full(X.shape[1], np.nan), np.full(X.shape[1], 1e12)])
-    out = op.run(op.folded_graph(pipeline), {op.PIPELINE_INPUT: extreme})
-    expected_ids, expected_dist = op.sklearn_segments(pipeline, extreme, np.arange(3))
+    out = parity.run(fold.folded_graph(pipeline), {fold.PIPELINE_INPUT: extreme})
+    expected_ids, expected_dist = parity.sklearn_segments(pipeline, extreme, np.arange(3))
     np.testing.assert_array_equal(out["segment_id"], expected_ids)
     np.testing.assert_allclose(out["distances"], expected_dist, rtol=1e-4, atol=1e-4)
 
 
 def test_folded_graph_has_one_matrix_product_and_no_external_data():
     X = _data(6)
-    model = op.folded_graph(build_pipeline(TrainingParams(seed=6)).fit(X))
+    model = fold.folded_graph(build_pipeline(TrainingParams(seed=6)).fit(X))
     ops = [n.op_type for n in model.graph.node]
     assert ops.count("Gemm") == 1 and "MatMul" not in ops
     assert {"ArgMin", "Gather", "Sqrt", "Imputer"} <= set(ops)
@@ -74,29 +76,32 @@ def test_folded_graph_refuses_stable_ids_that_are_not_one_per_cluster(ids):
     X = _data(7)
     pipeline = build_pipeline(TrainingParams(k=3, seed=7)).fit(X)
     with pytest.raises(GateFailed, match="stable ids: expected 3 distinct ids"):
-        op.folded_graph(pipeline, np.array(ids))
+        fold.folded_graph(pipeline, np.array(ids))
 
 
 def test_proof_fails_when_the_folded_graph_is_wrong():
     X = _data(8)
     pipeline = build_pipeline(TrainingParams(k=4, seed=8)).fit(X)
-    model = op.folded_graph(pipeline)
+    model = fold.folded_graph(pipeline)
     bias = next(t for t in model.graph.initializer if t.name.endswith("bias"))
     values = numpy_helper.to_array(bias).copy()
     values[-4:] = values[-4:][::-1]  # swap the centroids' constant terms
     bias.CopyFrom(numpy_helper.from_array(values, bias.name))
     with pytest.raises(GateFailed, match="folded graph vs scikit-learn"):
-        op.prove_folded(model, pipeline, X)
+        parity.prove_folded(model, pipeline, X)
 
 
 def test_skl2onnx_converts_the_clipper_with_the_registered_converter():
     X = _data(9)
     pipeline = build_pipeline(TrainingParams(k=3, seed=9)).fit(X)
-    reference = op.reference_graph(pipeline, X.shape[1])
+    reference = converters.reference_graph(pipeline, X.shape[1])
     assert {"Max", "Min"} <= {n.op_type for n in reference.graph.node}
-    out = op.run(reference, {op.PIPELINE_INPUT: X.astype(np.float32)})
-    agreement = op.label_agreement(
-        out["label"], pipeline.predict(X), op.sklearn_segments(pipeline, X, np.arange(3))[1], 1e-3
+    out = parity.run(reference, {fold.PIPELINE_INPUT: X.astype(np.float32)})
+    agreement = parity.label_agreement(
+        out["label"],
+        pipeline.predict(X),
+        parity.sklearn_segments(pipeline, X, np.arange(3))[1],
+        1e-3,
     )
     assert agreement.clear_disagreements == 0
 
@@ -105,11 +110,11 @@ def test_clipper_converter_keeps_double_precision():
     from skl2onnx import to_onnx
     from skl2onnx.common.data_types import DoubleTensorType
 
-    op.register_converters()
+    converters.register_converters()
     X = np.column_stack([np.arange(100.0) + 0.123456789012, np.linspace(-1, 1, 100)])
     clipper = QuantileClipper((0.1, 0.9)).fit(X)
     model = to_onnx(clipper, initial_types=[("x", DoubleTensorType([None, 2]))], target_opset=17)
-    (got,) = op.run(model, {"x": X}).values()
+    (got,) = parity.run(model, {"x": X}).values()
     np.testing.assert_array_equal(got, clipper.transform(X))
 
 
@@ -118,8 +123,8 @@ NAMES = tuple(f"f{i}" for i in range(8))
 
 def _surrogate_pipeline(X: np.ndarray, params: TrainingParams, algorithm: str):
     """Preprocessing fitted on X, then the nearest-centroid form of ``algorithm``."""
-    from training.pipeline import CentroidAssigner
-    from training.surrogate import ClusterSpec, fit_servable
+    from training.clustering.surrogate import ClusterSpec, fit_servable
+    from training.model.steps import CentroidAssigner
 
     pipeline = build_pipeline(params, NAMES)
     Z = pipeline[:-1].fit(X).transform(X)
@@ -135,21 +140,21 @@ def test_folded_graph_gathers_the_cluster_features_and_still_equals_sklearn(feat
     X = _data(10)
     params = TrainingParams(k=3, seed=10, cluster_features=features)
     pipeline = build_pipeline(params, NAMES).fit(X)
-    folded = op.folded_graph(pipeline)
+    folded = fold.folded_graph(pipeline)
     gather = next(n for n in folded.graph.node if n.op_type == "Gather")
-    assert gather.input[0] == op.PIPELINE_INPUT  # the first node reads every feature
+    assert gather.input[0] == fold.PIPELINE_INPUT  # the first node reads every feature
     columns = next(t for t in folded.graph.initializer if t.name.endswith("columns"))
     assert numpy_helper.to_array(columns).tolist() == [NAMES.index(f) for f in features]
-    proof = op.prove_folded(folded, pipeline, X)
+    proof = parity.prove_folded(folded, pipeline, X)
     assert proof.vs_sklearn.clear_disagreements == 0 and proof.max_distance_error < 1e-3
-    reference_ops = [n.op_type for n in op.reference_graph(pipeline, X.shape[1]).graph.node]
+    reference_ops = [n.op_type for n in converters.reference_graph(pipeline, X.shape[1]).graph.node]
     assert reference_ops[0] == "Gather"
 
 
 def test_folded_graph_skips_the_gather_when_every_feature_is_clustered():
     X = _data(11)
     pipeline = build_pipeline(TrainingParams(k=3, seed=11, cluster_features=None), NAMES).fit(X)
-    ops = [n.op_type for n in op.folded_graph(pipeline).graph.node]
+    ops = [n.op_type for n in fold.folded_graph(pipeline).graph.node]
     assert ops.count("Gather") == 1  # only the stable-id table
 
 
@@ -159,9 +164,9 @@ def test_a_surrogate_final_step_exports_and_proves_like_kmeans(algorithm):
     params = TrainingParams(k=3, seed=12, cluster_features=("f1", "f3", "f4", "f6"))
     pipeline = _surrogate_pipeline(X, params, algorithm)
     ids = np.array([4, 9, 2])
-    folded = op.folded_graph(pipeline, ids)
-    proof = op.prove_folded(folded, pipeline, X, ids)
+    folded = fold.folded_graph(pipeline, ids)
+    proof = parity.prove_folded(folded, pipeline, X, ids)
     assert proof.vs_reference.share >= 0.999 and proof.vs_sklearn.clear_disagreements == 0
-    out = op.run(folded, {op.PIPELINE_INPUT: X})
+    out = parity.run(folded, {fold.PIPELINE_INPUT: X})
     served = ids[pipeline[-1].predict(pipeline[:-1].transform(X))]
     np.testing.assert_array_equal(out["segment_id"], served)

@@ -6,15 +6,9 @@ import numpy as np
 import pytest
 
 from segmentation import ConfigError, Settings
-from training.pipeline import (
-    BEHAVIOUR_FEATURES,
-    CentroidAssigner,
-    ColumnSelector,
-    QuantileClipper,
-    TrainingParams,
-    build_pipeline,
-    evaluate,
-)
+from training.model.params import BEHAVIOUR_FEATURES, TrainingParams
+from training.model.pipeline import build_pipeline, evaluate
+from training.model.steps import CentroidAssigner, ColumnSelector, QuantileClipper
 
 NAMES = tuple(f"f{i}" for i in range(6))
 
@@ -156,16 +150,17 @@ def test_evaluation_reports_metrics_and_the_atypical_quantile(blobs):
     ],
 )
 def test_params_read_environment_overrides(monkeypatch, env, field, value):
+    monkeypatch.setenv("SEGMENTATION_SEED", "9")
     for name, raw in env.items():
         monkeypatch.setenv(name, raw)
-    params = TrainingParams.from_env(Settings(seed=9))
+    params = TrainingParams.from_settings(Settings.from_env())
     assert getattr(params, field) == value
     assert params.seed == 9
 
 
 def test_explicit_overrides_beat_the_environment(monkeypatch):
     monkeypatch.setenv("SEGMENTATION_K", "6")
-    params = TrainingParams.from_env(Settings(), k=3, seed=None)
+    params = TrainingParams.from_settings(Settings.from_env(), k=3, seed=None)
     assert params.k == 3 and params.seed == Settings().seed
 
 
@@ -188,4 +183,4 @@ def test_bad_settings_raise_config_errors_naming_the_setting(monkeypatch, env, m
     for name, raw in env.items():
         monkeypatch.setenv(name, raw)
     with pytest.raises(ConfigError, match=message):
-        TrainingParams.from_env(Settings())
+        TrainingParams.from_settings(Settings.from_env())

@@ -14,10 +14,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from segmentation._store_s3 import S3Store
 from segmentation.errors import ConfigError, ModelContractError, StoreConflict
 from segmentation.store import LocalStore, ModelStore
-from training import publish
+from segmentation.store.s3 import S3Store
+from training.release import ledger, publish
 
 T0 = datetime(2026, 11, 26, 12, 34, 56, 123456, tzinfo=UTC)
 
@@ -326,14 +326,26 @@ def test_list_versions_orders_by_creation_and_marks_current_and_incomplete(store
 
 
 def test_a_run_is_recorded_once_and_a_duplicate_run_conflicts(store):
-    publish.record_run(store, "retrain-2026-11-26T12:00:00Z", {"status": "started", "at": T0})
+    run_id = "retrain-2026-11-26T12:00:00Z"
+    ledger.start_run(store, run_id, {"at": T0})
     with pytest.raises(StoreConflict, match="duplicate run"):
-        publish.record_run(store, "retrain-2026-11-26T12:00:00Z", {"status": "other"})
-    recorded = json.loads(store.read("runs/retrain-2026-11-26T12:00:00Z.json"))
+        ledger.start_run(store, run_id, {"at": "later"})
+    recorded = json.loads(store.read(f"runs/{run_id}/started.json"))
     assert recorded == {"status": "started", "at": str(T0)}
+
+
+def test_a_run_that_never_finished_shows_as_started(store):
+    ledger.start_run(store, "train-a", {"kind": "train"})
+    ledger.start_run(store, "train-b", {"kind": "train"})
+    ledger.finish_run(store, "train-b", {"status": "promoted", "version": "v1"})
+    runs = {r.run_id: r for r in ledger.list_runs(store)}
+    assert runs["train-a"].status == "started" and runs["train-a"].finished is None
+    assert runs["train-b"].status == "promoted" and runs["train-b"].finished["version"] == "v1"
+    with pytest.raises(StoreConflict, match="finished already"):
+        ledger.finish_run(store, "train-b", {"status": "failed"})
 
 
 @pytest.mark.parametrize("run_id", ["", "../escape", "a/b", ".hidden", "x" * 201])
 def test_run_ids_that_are_not_plain_names_are_refused(tmp_path, run_id):
     with pytest.raises(ConfigError, match="run_id"):
-        publish.record_run(LocalStore(tmp_path), run_id, {})
+        ledger.start_run(LocalStore(tmp_path), run_id, {})

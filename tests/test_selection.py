@@ -11,7 +11,7 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import silhouette_score
 
 from segmentation.errors import ConfigError
-from training.selection import RULE, SelectionConfig, select_model, silhouettes
+from training.clustering.selection import RULE, SelectionConfig, select_model, silhouettes
 
 #: Small samples and few bootstrap refits: the rule is the same, the tests stay fast.
 FAST = SelectionConfig(k_values=tuple(range(2, 8)), fit_rows=1_500, eval_rows=600, n_boot=3)

@@ -11,7 +11,7 @@ import onnx
 import pytest
 
 from segmentation.schema import FIELD_NAMES, FIELDS
-from training.sql_onnx import compile_features, evaluate
+from training.features.sql_onnx import compile_features, evaluate
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cc_general.csv"
 

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from training.sql_onnx import compile_features, evaluate
+from training.features.sql_onnx import compile_features, evaluate
 
 ROWS = 200
 TYPES = {"a": "double", "b": "double", "c": "double", "i": "bigint"}

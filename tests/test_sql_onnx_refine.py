@@ -13,7 +13,7 @@ import test_sql_onnx_property as property_tests
 from hypothesis import HealthCheck, given, settings
 
 from segmentation import FIELD_NAMES
-from training.sql_onnx import compile_features, evaluate, staged_ranges
+from training.features.sql_onnx import compile_features, evaluate, staged_ranges
 
 #: x: NOT NULL within [0, 100]; y: nullable within [0, 50]; z: no declared domain.
 RANGES = {"x": (0.0, 100.0, False), "y": (0.0, 50.0, True)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from segmentation.errors import FeatureCompileError
-from training.sql_onnx import compile_features
+from training.features.sql_onnx import compile_features
 
 INPUTS = ["balance", "purchases", "tenure"]
 

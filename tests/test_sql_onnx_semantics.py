@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from training.sql_onnx import compile_features, evaluate
+from training.features.sql_onnx import compile_features, evaluate
 
 INF = math.inf
 #: Doubles: zeros, signs, halves (rounding), huge (overflow), tiny, subnormal, inf, NULL.

@@ -7,13 +7,13 @@ import pytest
 from sklearn.datasets import make_blobs
 
 from segmentation.errors import ConfigError
-from training.stability import (
+from training.clustering.stability import (
     assess_stability,
     bootstrap_stability,
     clusterboot_jaccard,
     jaccard_band,
 )
-from training.surrogate import ClusterSpec
+from training.clustering.surrogate import ClusterSpec
 
 
 def data(std: float, seed: int = 0) -> np.ndarray:

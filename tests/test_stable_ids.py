@@ -12,8 +12,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from segmentation.errors import ConfigError
-from training.explain import segment_profiles
-from training.stable_ids import initial_ids, match_segment_ids
+from training.segments.explain import segment_profiles
+from training.segments.stable_ids import ids_by_size, match_segment_ids
 
 FEATURES = ("log_purchases", "log_cash_advance", "purchases_frequency", "full_payment_share")
 BEHAVIOURS = np.array(
@@ -116,10 +116,17 @@ def test_missing_profile_values_are_skipped_in_the_distance():
     assert match.mean_distance == pytest.approx(0.05)
 
 
-def test_a_first_model_numbers_its_segments_from_zero():
-    first = initial_ids(4)
-    assert first.ids == (0, 1, 2, 3)
+def test_a_first_model_numbers_its_segments_by_size_largest_first():
+    # Cluster sizes 2, 5, 1, 5: the two largest tie and keep their index order.
+    labels = np.array([0, 0, 1, 1, 1, 1, 1, 2, 3, 3, 3, 3, 3])
+    first = ids_by_size(labels, 4)
+    assert first.ids == (2, 0, 3, 1)
     assert json.loads(json.dumps(first.to_dict()))["fresh"] == [0, 1, 2, 3]
+
+
+def test_a_first_model_gives_an_empty_cluster_the_last_id():
+    first = ids_by_size(np.array([1, 1, 2]), 3)
+    assert first.ids == (2, 0, 1)
 
 
 def test_the_match_is_a_json_document():

@@ -19,10 +19,10 @@ from botocore.exceptions import ClientError
 from google.api_core.exceptions import NotFound, PreconditionFailed
 from moto import mock_aws
 
-from segmentation._store_gcs import GCSStore
-from segmentation._store_s3 import S3Store
 from segmentation.errors import ConfigError, StoreConflict
 from segmentation.store import LocalStore, ModelStore, Pointer, open_store, split_bucket_uri
+from segmentation.store.gcs import GCSStore
+from segmentation.store.s3 import S3Store
 
 REPO = Path(__file__).resolve().parents[1]
 BUCKET = "segmentation-models"
@@ -257,7 +257,7 @@ def test_a_failed_write_leaves_neither_the_key_nor_a_temp_file(tmp_path, monkeyp
     def disk_full(fd):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("segmentation.store.os.fsync", disk_full)
+    monkeypatch.setattr("segmentation.store.local.os.fsync", disk_full)
     with pytest.raises(OSError, match="No space"):
         store.write_new("versions/v1/model.onnx", b"x" * 1000)
     assert not store.exists("versions/v1/model.onnx")

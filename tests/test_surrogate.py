@@ -8,7 +8,7 @@ from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs
 
 from segmentation.errors import ConfigError
-from training.surrogate import ClusterSpec, fit_servable, nearest_centroid_surrogate
+from training.clustering.surrogate import ClusterSpec, fit_servable, nearest_centroid_surrogate
 
 SPECS = {
     "kmeans": ClusterSpec("kmeans", 3),

@@ -35,8 +35,9 @@ def _workspace(mp: pytest.MonkeyPatch, root: Path, data: Path) -> Settings:
 
 
 def _runs(settings: Settings) -> list[dict]:
-    store = open_store(settings.model_store)
-    return [json.loads(store.read(key)) for key in store.list("runs")]
+    """Each run's outcome as the ledger records it ({"status": "started"} if unfinished)."""
+    runs = ledger.list_runs(open_store(settings.model_store))
+    return [{**r.started, **(r.finished or {})} for r in runs]
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ kept across two trainings on resampled data in one store.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -20,10 +21,11 @@ from segmentation.bundle import load_bundle
 from segmentation.store import open_store, version_key
 from training import export as ex
 from training import train as tr
-from training.choose import choose_and_fit
-from training.datagen import write_customers
-from training.pipeline import CentroidAssigner, TrainingParams
-from training.surrogate import ClusterSpec, fit_servable
+from training.clustering.choose import choose_and_fit
+from training.clustering.surrogate import ClusterSpec, fit_servable
+from training.data import write_customers
+from training.model.params import TrainingParams
+from training.model.steps import CentroidAssigner
 
 
 @pytest.mark.parametrize(("k", "seed"), [(3, 0), (5, 1)])
@@ -66,7 +68,13 @@ def test_an_agglomerative_choice_is_served_by_its_nearest_centroid_surrogate():
 def _settings(root: Path, rows: int, seed: int, store: Path) -> Settings:
     data = root / "customers.csv"
     write_customers(data, rows, seed=seed)
-    return Settings(data=str(data), warehouse=str(root / "wh.duckdb"), model_store=str(store))
+    return Settings(
+        data=str(data),
+        warehouse=str(root / "wh.duckdb"),
+        model_store=str(store),
+        dbt_target_path=str(root / "target"),
+        dbt_log_path=str(root / "logs"),
+    )
 
 
 def _manifest(settings: Settings, version: str) -> dict:
@@ -79,8 +87,6 @@ def workspace(tmp_path_factory):
     """Generated customers with features built once; each test brings its own store."""
     root = tmp_path_factory.mktemp("selection")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DBT_TARGET_PATH", str(root / "target"))
-        mp.setenv("DBT_LOG_PATH", str(root / "logs"))
         settings = _settings(root, 3_000, seed=21, store=root / "unused")
         from training.features import build_features
 
@@ -89,7 +95,7 @@ def workspace(tmp_path_factory):
 
 
 def _in_store(settings: Settings, store: Path) -> Settings:
-    return Settings(data=settings.data, warehouse=settings.warehouse, model_store=str(store))
+    return dataclasses.replace(settings, model_store=str(store))
 
 
 @pytest.mark.slow
@@ -133,7 +139,7 @@ def test_an_agglomerative_model_is_served_as_its_surrogate_by_the_graph(
         seen.update(pipeline=pipeline, raw=raw, X=expected, ids=ids)
         return real_export(features, pipeline, raw, expected, params, ids)
 
-    monkeypatch.setattr(tr.ex, "export_model", spy)
+    monkeypatch.setattr(tr, "export_model", spy)
     params = TrainingParams(k=4, algorithm="agglomerative", seed=5, stability_boot=5)
     result = tr.train_and_publish(settings, params)
     manifest = _manifest(settings, result.version)

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING
 from sklearn.pipeline import Pipeline
 
 from segmentation.store import ModelStore
-
-from .choose import Choice, choose_and_fit
-from .pipeline import Evaluation, TrainingParams, build_pipeline, evaluate
-from .trust import Trust, assess_trust
+from training.clustering.choose import Choice, choose_and_fit
+from training.model.params import TrainingParams
+from training.model.pipeline import Evaluation, build_pipeline, evaluate
+from training.segments.trust import Trust, assess_trust
 
 if TYPE_CHECKING:  # training.train imports this module
-    from .train import TrainingData
+    from training.features.rows import TrainingData
 
 log = logging.getLogger(__name__)
 

@@ -2,14 +2,15 @@
 
 Stages: build the dbt features if needed; fit the preprocessing (clustering features,
 imputation, clipping, scaling, PCA); choose k and the algorithm and fit the servable
-clustering (``training.choose``); assess stability, match segment ids to the current
-model, name and explain the segments (``training.trust``); export one graph with the ids
+clustering (``training.clustering.choose``); assess stability, match segment ids to the current
+model, name and explain the segments (``training.segments.trust``); export one graph with the ids
 baked in and run every gate. Each stage is logged with its duration (progress on long
 runs) and the durations are returned in `TrainResult.stages`.
 
 Export proves before it writes: every gate runs on the in-memory graph, then the bundle
 is written (manifest last), re-verified with the serving verifier, and only then does the
-pointer move. Every run, passed or failed, is recorded in the store's run ledger.
+pointer move. Every run is recorded in the store's run ledger (``training.release.ledger``):
+started before any work, finished with its outcome, whatever stops it.
 """
 
 from __future__ import annotations
@@ -18,35 +19,28 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
-import duckdb
-import numpy as np
 import onnx
 
-from segmentation import FIELD_NAMES, GateFailed, SegmentationError, Settings
+from segmentation import FIELD_NAMES, Settings
 from segmentation.bundle import load_bundle
+from segmentation.bundle_format import MODEL_FILE, REPORT_FILE, sha256_hex
 from segmentation.store import Pointer, open_store
-
-from . import export as ex
-from . import manifest as mf
-from . import publish
-from .fit import fit_model
-from .pipeline import TrainingParams
-from .report import build_report
+from training.export.gates import export_model
+from training.features import (
+    FEATURE_MODEL,
+    build_features,
+    compiled_feature_sql,
+    load_training_data,
+)
+from training.features.warehouse import warehouse_has_table
+from training.fit import fit_model
+from training.model.params import TrainingParams
+from training.release import ledger, publish
+from training.release.manifest import build_manifest
+from training.release.report import build_report
 
 log = logging.getLogger(__name__)
-FEATURE_TABLE = "customer_features"
-STAGED_TABLE = "stg_customers"
-
-
-@dataclass(frozen=True)
-class TrainingData:
-    """The training rows, ordered by customer id: DuckDB's features and the staged inputs."""
-
-    customer_ids: np.ndarray  # [N] str
-    features: np.ndarray  # [N, F] float64, NULL as NaN
-    raw: dict[str, np.ndarray]  # staged column -> [N] float64, NULL as NaN
 
 
 @dataclass(frozen=True)
@@ -96,53 +90,6 @@ class _Stages:
         self._name = None
 
 
-def _has_table(settings: Settings, table: str) -> bool:
-    if "://" not in settings.warehouse and not Path(settings.warehouse).exists():
-        return False  # no warehouse yet; connecting would create an empty one
-    with duckdb.connect(settings.warehouse) as con:
-        found = con.execute(
-            "select count(*) from information_schema.tables where table_name = ?", [table]
-        ).fetchone()
-    return bool(found and found[0])
-
-
-def load_training_data(settings: Settings, feature_names: tuple[str, ...]) -> TrainingData:
-    """Read ``customer_features`` and the staged columns of the same customers from DuckDB."""
-    # Default configuration: when dbt-duckdb just built the features in this process,
-    # DuckDB's instance cache refuses a connection with other settings (read_only).
-    with duckdb.connect(settings.warehouse) as con:
-        columns = {
-            r[0]
-            for r in con.execute(
-                "select column_name from information_schema.columns where table_name = ?",
-                [FEATURE_TABLE],
-            ).fetchall()
-        }
-        missing = sorted(set(feature_names) - columns)
-        if missing:
-            raise GateFailed(
-                f"{FEATURE_TABLE}: the compiled feature SQL returns {missing}, "
-                "which the warehouse table lacks; rebuild the features"
-            )
-        select = ", ".join(
-            [f"f.{n}::double as {n}" for n in feature_names]
-            + [f"s.{n}::double as raw__{n}" for n in FIELD_NAMES]
-        )
-        arrays = con.execute(
-            f"select f.customer_id::varchar as customer_id, {select} from {FEATURE_TABLE} f "
-            f"join {STAGED_TABLE} s using (customer_id) order by f.customer_id"
-        ).fetchnumpy()
-
-    def column(name: str) -> np.ndarray:
-        return np.ma.filled(np.ma.asarray(arrays[name], dtype=np.float64), np.nan)
-
-    ids = np.asarray(arrays["customer_id"], dtype=str)
-    if len(ids) == 0:
-        raise GateFailed(f"{FEATURE_TABLE}: expected training rows, found none")
-    features = np.column_stack([column(n) for n in feature_names])
-    return TrainingData(ids, features, {n: column(f"raw__{n}") for n in FIELD_NAMES})
-
-
 def _stamp(model: onnx.ModelProto, created_at: datetime) -> bytes:
     # The version id ends with the sha256 of these very bytes, so the graph cannot carry
     # it; it carries the id's time part, which with the file's sha256 names the version.
@@ -165,18 +112,21 @@ def train_and_publish(settings: Settings, params: TrainingParams) -> TrainResult
     Raises
     ------
     GateFailed
-        A gate refused the model; nothing was written except the run ledger entry.
+        A gate refused the model; nothing was written except the run ledger's records.
     """
-    from .features import build_features, compiled_feature_sql
-    from .sql_onnx import compile_features
+    from training.features.sql_onnx import compile_features
 
     started, clock = datetime.now(UTC), time.monotonic()
     store = open_store(settings.model_store)
     run_id = f"train-{started:%Y%m%dT%H%M%S%f}Z"
-    record: dict = {"kind": "train", "started_at": started.isoformat(), "params": _params(params)}
+    ledger.start_run(
+        store,
+        run_id,
+        {"kind": "train", "started_at": started.isoformat(), "params": _params(params)},
+    )
     stage = _Stages()
     try:
-        if params.rebuild_features or not _has_table(settings, FEATURE_TABLE):
+        if params.rebuild_features or not warehouse_has_table(settings.warehouse, FEATURE_MODEL):
             stage("build features with dbt")
             build_features(settings)
         stage("compile the feature SQL and load the training rows")
@@ -190,14 +140,12 @@ def train_and_publish(settings: Settings, params: TrainingParams) -> TrainResult
             fitted.pipeline, fitted.choice, fitted.evaluation, fitted.trust
         )  # fmt: skip
         stage("export the graph and run the gates")
-        result = ex.export_model(
-            compiled, pipeline, data.raw, data.features, params, trust.stable_ids
-        )
+        result = export_model(compiled, pipeline, data.raw, data.features, params, trust.stable_ids)
         stage("manifest, report and publish")
         created_at = datetime.now(UTC)
         model_bytes = _stamp(result.model, created_at)
-        version = publish.new_version_id(created_at, publish.sha256_hex(model_bytes))
-        manifest = mf.build_manifest(
+        version = publish.new_version_id(created_at, sha256_hex(model_bytes))
+        manifest = build_manifest(
             version=version,
             created_at=created_at,
             export=result,
@@ -210,16 +158,17 @@ def train_and_publish(settings: Settings, params: TrainingParams) -> TrainResult
             trust=trust,
         )
         report = build_report(manifest, evaluation, choice, trust)
-        files = {"model.onnx": model_bytes, "report.html": report}
+        files = {MODEL_FILE: model_bytes, REPORT_FILE: report}
         manifest_sha = publish.publish_version(store, version, files, manifest)
         # The serving verifier (checksums, signature, golden rows) before the pointer moves.
         load_bundle(store, Pointer(version, manifest_sha, created_at.isoformat()))
         if params.promote:
             publish.promote(store, version)
         stage.done()
-    except SegmentationError as exc:
-        record.update(status="failed", error=str(exc), finished_at=datetime.now(UTC).isoformat())
-        publish.record_run(store, run_id, record)
+    except BaseException as exc:  # whatever stops the run (a gate, a bug, Ctrl-C) is recorded
+        error = f"{type(exc).__name__}: {exc}"[:500]
+        finished = {"status": "failed", "error": error, "finished_at": _now()}
+        ledger.finish_run(store, run_id, {**finished, "stages": _rounded(stage.seconds)})
         raise
     outcome = TrainResult(
         version=version,
@@ -235,17 +184,28 @@ def train_and_publish(settings: Settings, params: TrainingParams) -> TrainResult
         seconds=time.monotonic() - clock,
         stages=dict(stage.seconds),
     )
-    record.update(
-        status="promoted" if params.promote else "published",
-        version=version,
-        manifest_sha256=manifest_sha,
-        rows=outcome.rows,
-        metrics=manifest["metrics"],
-        stages={k: round(v, 3) for k, v in stage.seconds.items()},
-        finished_at=datetime.now(UTC).isoformat(),
+    ledger.finish_run(
+        store,
+        run_id,
+        {
+            "status": "promoted" if params.promote else "published",
+            "version": version,
+            "manifest_sha256": manifest_sha,
+            "rows": outcome.rows,
+            "metrics": manifest["metrics"],
+            "stages": _rounded(stage.seconds),
+            "finished_at": _now(),
+        },
     )
-    publish.record_run(store, run_id, record)
     return outcome
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _rounded(seconds: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 3) for k, v in seconds.items()}
 
 
 def _params(params: TrainingParams) -> dict:

@@ -2,8 +2,8 @@
 ONNX scoring. Imports neither ``training`` nor ``functions``; the serving path needs only
 this package, numpy and onnxruntime."""
 
-from .config import Settings
-from .errors import (
+from segmentation.config import Settings
+from segmentation.errors import (
     ConfigError,
     FeatureBuildError,
     FeatureCompileError,
@@ -14,7 +14,7 @@ from .errors import (
     SegmentationError,
     StoreConflict,
 )
-from .schema import FIELD_NAMES, FIELDS, ID_NAME
+from segmentation.schema import FIELD_NAMES, FIELDS, ID_NAME
 
 __all__ = [
     "FIELDS",

@@ -16,12 +16,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .config import Settings
-from .errors import InvalidInput, ModelNotReady
-from .schema import FIELDS
-from .scoring import UnscorableRow, assign
-from .serving import RETRY_AFTER_SECONDS, ModelHolder
-from .validation import parse_request
+from segmentation.config import Settings
+from segmentation.errors import InvalidInput, ModelNotReady
+from segmentation.schema import FIELDS
+from segmentation.scoring import UnscorableRow, assign
+from segmentation.serving import RETRY_AFTER_SECONDS, ModelHolder
+from segmentation.validation import parse_request
 
 log = logging.getLogger("segmentation.requests")
 

@@ -8,7 +8,6 @@ signature must be the contract's, and the golden rows must reproduce. Any failur
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -16,15 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from ._onnx_wire import WireError, has_external_data
-from .errors import ModelContractError
-from .schema import BY_NAME, FIELD_NAMES
-from .scoring import OUTPUT_NAMES, Scorer
-from .store import ModelStore, Pointer, version_key
+from segmentation._onnx_wire import WireError, has_external_data
+from segmentation.bundle_format import FORMAT_VERSION, MANIFEST_FILE, MODEL_FILE, sha256_hex
+from segmentation.errors import ModelContractError
+from segmentation.schema import BY_NAME, FIELD_NAMES
+from segmentation.scoring import OUTPUT_NAMES, Scorer
+from segmentation.store import ModelStore, Pointer, version_key
 
-FORMAT_VERSION = 1
-MODEL_FILE = "model.onnx"
-MANIFEST_FILE = "manifest.json"
 #: Golden rows must reproduce within this relative tolerance (absolute near zero).
 GOLDEN_RTOL = 1e-4
 GOLDEN_ATOL = 1e-6
@@ -126,14 +123,10 @@ class Bundle:
         return self.manifest.version
 
 
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def load_bundle(store: ModelStore, pointer: Pointer) -> Bundle:
     """Read the version ``pointer`` names and verify it completely before returning it."""
     manifest_bytes = _read(store, pointer.version, MANIFEST_FILE)
-    manifest_sha = sha256(manifest_bytes)
+    manifest_sha = sha256_hex(manifest_bytes)
     if manifest_sha != pointer.manifest_sha256:
         raise ModelContractError("manifest.json: sha256 differs from the pointer's")
     manifest = Manifest.from_json(manifest_bytes)
@@ -143,7 +136,7 @@ def load_bundle(store: ModelStore, pointer: Pointer) -> Bundle:
         raise ModelContractError("manifest.json: files has no model.onnx entry")
     blobs = {name: _read(store, pointer.version, name) for name in manifest.files}
     for name, expected in manifest.files.items():
-        if sha256(blobs[name]) != expected:
+        if sha256_hex(blobs[name]) != expected:
             raise ModelContractError(f"{name}: sha256 differs from the manifest's")
     model = blobs[MODEL_FILE]
     try:

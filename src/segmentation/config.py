@@ -1,7 +1,9 @@
 """Settings, read once from environment variables into a frozen dataclass.
 
-Every setting has a local default so the whole system runs offline from a fresh clone.
-Infrastructure templates (``infra/``) are the only place cloud values are set.
+Every environment variable the project reads is read here, by :meth:`Settings.from_env`,
+and nowhere else; nothing writes ``os.environ``. Every setting has a local default so the
+whole system runs offline from a fresh clone. Infrastructure templates (``infra/``) are
+the only place cloud values are set.
 """
 
 from __future__ import annotations
@@ -12,12 +14,16 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TypeVar
 
-from .errors import ConfigError
+from segmentation.errors import ConfigError
 
 T = TypeVar("T")
 
-#: Repository root when running from a checkout; local state lives under ``var/``.
-_DEFAULT_HOME = Path(os.environ.get("SEGMENTATION_HOME", Path.cwd()))
+#: Local state under ``home`` for the settings left empty.
+_LOCAL_DEFAULTS = {
+    "data": "var/data/customers.csv",
+    "warehouse": "var/warehouse.duckdb",
+    "model_store": "var/model-store",
+}
 
 
 def env_value(name: str, parse: Callable[[str], T], expected: str | None = None) -> T | None:
@@ -37,6 +43,11 @@ def env_value(name: str, parse: Callable[[str], T], expected: str | None = None)
         raise ConfigError(f"{name}: expected {what}, found {raw!r}") from None
 
 
+def _quantile_pair(raw: str) -> tuple[float, float]:
+    low, high = (float(p) for p in raw.split(","))  # ValueError unless exactly two numbers
+    return low, high
+
+
 def parse_bool(raw: str) -> bool:
     """``true/false``, ``yes/no``, ``1/0`` (any case); ValueError otherwise."""
     value = raw.strip().lower()
@@ -49,12 +60,14 @@ def parse_bool(raw: str) -> bool:
 class Settings:
     """All configuration, each field documented with its environment variable."""
 
+    #: SEGMENTATION_HOME: folder whose ``var/`` holds the local defaults (default: cwd).
+    home: str = field(default_factory=lambda: str(Path.cwd()))
     #: SEGMENTATION_DATA: raw customer file (CSV or Parquet), path or URI.
-    data: str = field(default_factory=lambda: str(_DEFAULT_HOME / "var" / "data" / "customers.csv"))
+    data: str = ""
     #: SEGMENTATION_WAREHOUSE: DuckDB database file that dbt builds.
-    warehouse: str = field(default_factory=lambda: str(_DEFAULT_HOME / "var" / "warehouse.duckdb"))
+    warehouse: str = ""
     #: SEGMENTATION_MODEL_STORE: model store URI (file path, file://, gs:// or s3://).
-    model_store: str = field(default_factory=lambda: str(_DEFAULT_HOME / "var" / "model-store"))
+    model_store: str = ""
     #: SEGMENTATION_SAMPLE_ROWS: rows `segmentation generate` writes by default.
     sample_rows: int = 20_000
     #: SEGMENTATION_SEED: seed for data generation and training.
@@ -68,11 +81,36 @@ class Settings:
     #: SEGMENTATION_PREDICT_PORT / SEGMENTATION_HEALTH_PORT: local emulator ports.
     predict_port: int = 8080
     health_port: int = 8081
+    #: DBT_TARGET_PATH / DBT_LOG_PATH: dbt's ``target/`` and ``logs/`` (default: in the
+    #: dbt project); parallel runs must give each its own.
+    dbt_target_path: str | None = None
+    dbt_log_path: str | None = None
+    # Training knobs (``training.model.params.TrainingParams.from_settings``); None keeps
+    # the training default.
+    #: SEGMENTATION_K / SEGMENTATION_ALGORITHM: fix the number of segments / the algorithm.
+    k: int | None = None
+    algorithm: str | None = None
+    #: SEGMENTATION_SELECT: false skips the k/algorithm sweep.
+    select: bool | None = None
+    #: SEGMENTATION_CLUSTER_FEATURES: comma list of features to cluster on, or ``all``.
+    cluster_features: str | None = None
+    #: SEGMENTATION_PCA_VARIANCE: share of the variance PCA keeps.
+    pca_variance: float | None = None
+    #: SEGMENTATION_KMEANS_N_INIT: KMeans restarts.
+    kmeans_n_init: int | None = None
+    #: SEGMENTATION_CLIP_QUANTILES: ``low,high`` outlier clipping quantiles.
+    clip_quantiles: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        for name, relative in _LOCAL_DEFAULTS.items():
+            if not getattr(self, name):
+                object.__setattr__(self, name, str(Path(self.home) / relative))
 
     @classmethod
     def from_env(cls) -> Settings:
         """Read every setting from its environment variable, falling back to defaults."""
         values = {
+            "home": env_value("SEGMENTATION_HOME", str),
             "data": env_value("SEGMENTATION_DATA", str),
             "warehouse": env_value("SEGMENTATION_WAREHOUSE", str),
             "model_store": env_value("SEGMENTATION_MODEL_STORE", str),
@@ -83,6 +121,17 @@ class Settings:
             "pointer_poll_seconds": env_value("SEGMENTATION_POINTER_POLL_SECONDS", float),
             "predict_port": env_value("SEGMENTATION_PREDICT_PORT", int),
             "health_port": env_value("SEGMENTATION_HEALTH_PORT", int),
+            "dbt_target_path": env_value("DBT_TARGET_PATH", str),
+            "dbt_log_path": env_value("DBT_LOG_PATH", str),
+            "k": env_value("SEGMENTATION_K", int),
+            "algorithm": env_value("SEGMENTATION_ALGORITHM", str.lower),
+            "select": env_value("SEGMENTATION_SELECT", parse_bool, "true or false"),
+            "cluster_features": env_value("SEGMENTATION_CLUSTER_FEATURES", str),
+            "pca_variance": env_value("SEGMENTATION_PCA_VARIANCE", float),
+            "kmeans_n_init": env_value("SEGMENTATION_KMEANS_N_INIT", int),
+            "clip_quantiles": env_value(
+                "SEGMENTATION_CLIP_QUANTILES", _quantile_pair, "'low,high', two numbers"
+            ),
         }
         return cls(**{k: v for k, v in values.items() if v is not None})
 

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .errors import ModelContractError
+from segmentation.errors import ModelContractError
 
 #: Output names fixed by the bundle format.
 OUTPUT_NAMES: tuple[str, str, str] = ("segment_id", "distances", "features")

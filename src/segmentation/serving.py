@@ -19,9 +19,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .bundle import Bundle, load_bundle
-from .errors import ModelContractError, ModelNotReady
-from .store import ModelStore, Pointer, open_store
+from segmentation.bundle import Bundle, load_bundle
+from segmentation.errors import ModelContractError, ModelNotReady
+from segmentation.store import ModelStore, Pointer, open_store
 
 log = logging.getLogger("segmentation.serving")
 

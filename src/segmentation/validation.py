@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InvalidInput
-from .schema import FIELDS, ID_NAME
+from segmentation.errors import InvalidInput
+from segmentation.schema import FIELDS, ID_NAME
 
 #: Largest finite float32: larger numbers cannot be represented by the model's float math.
 FLOAT32_MAX = float(np.finfo(np.float32).max)

@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from training import contract_dbt, contract_openapi
+    from training.contract import dbt as contract_dbt
+    from training.contract import openapi as contract_openapi
 
     if args.check:
         stale = [str(p) for p in contract_dbt.stale_files()]

@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Build, then print row counts, the quarantine's reasons, warnings and seconds."""
-    from training.features import build_features  # dbt is heavy: import on use
+    from training.features import build_features
 
     result = build_features(settings, select=args.select, quiet=args.quiet)
     print(f"staged: {_count(result.staged_rows)}")

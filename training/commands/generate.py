@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Generate the sample data and print rows, path and seconds."""
     # Imported here so `segmentation --help` stays fast (pyarrow, params).
-    from training.datagen import write_customers
+    from training.data import write_customers
 
     rows = settings.sample_rows if args.rows is None else args.rows
     seed = settings.seed if args.seed is None else args.seed

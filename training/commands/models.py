@@ -12,7 +12,7 @@ import json
 
 from segmentation import ModelContractError, Settings
 from segmentation.store import ModelStore, open_store
-from training import publish
+from training.release import publish
 
 HELP = "List, show, promote or roll back model versions."
 

@@ -19,7 +19,7 @@ HELP = "Fit, export, verify, publish and promote a model version."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from training.surrogate import ALGORITHMS
+    from training.model.params import ALGORITHMS
 
     parser.add_argument(
         "--k", type=int, help="number of segments (default: selected, or SEGMENTATION_K)"
@@ -49,14 +49,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from training.pipeline import TrainingParams, parse_cluster_features
+    from training.model.params import TrainingParams, parse_cluster_features
     from training.train import train_and_publish
 
     overrides: dict = {}
     if args.cluster_features is not None:
         # None is a meaningful value ("all"), so it is passed apart from the other flags.
         overrides["cluster_features"] = parse_cluster_features(args.cluster_features)
-    params = TrainingParams.from_env(
+    params = TrainingParams.from_settings(
         settings,
         k=args.k,
         algorithm=args.algorithm,

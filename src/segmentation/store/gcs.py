@@ -1,0 +1,95 @@
+"""Google Cloud Storage backend of the model store (``gs://bucket[/prefix]``).
+
+GCS preconditions give both guarantees: an upload with ``if_generation_match=0``
+creates an object only if none exists (immutability), and an upload with
+``if_generation_match=<generation>`` replaces the pointer only if it is still the
+generation that was read (compare-and-swap). A lost precondition is HTTP 412, raised by
+the client as ``google.api_core.exceptions.PreconditionFailed``, and becomes
+``StoreConflict``. Uploads are atomic: an object appears whole or not at all.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from segmentation.errors import StoreConflict
+from segmentation.store.base import POINTER_KEY, ModelStore, Pointer, split_bucket_uri
+
+#: Times to re-read the pointer when it changes between reading its generation and its
+#: bytes; each retry means another writer just succeeded, so a few always suffice.
+_POINTER_READ_ATTEMPTS = 5
+
+
+class GCSStore(ModelStore):
+    """Model store in a GCS bucket, under an optional object-name prefix.
+
+    Parameters
+    ----------
+    uri : ``gs://bucket`` or ``gs://bucket/prefix``.
+    client : a ``google.cloud.storage.Client``; by default one with the ambient
+        credentials (injected in tests).
+    """
+
+    def __init__(self, uri: str, client: Any = None):
+        self.uri = uri
+        bucket_name, self.prefix = split_bucket_uri(uri, "gs")
+        if client is None:
+            from google.cloud import storage
+
+            client = storage.Client()
+        from google.api_core import exceptions
+
+        self._not_found = exceptions.NotFound
+        self._precondition_failed = exceptions.PreconditionFailed
+        self.client = client
+        self.bucket = client.bucket(bucket_name)
+
+    def _blob(self, key: str) -> Any:
+        return self.bucket.blob(self.prefix + key)
+
+    def read(self, key: str) -> bytes:
+        try:
+            return self._blob(key).download_as_bytes()
+        except self._not_found:
+            raise FileNotFoundError(key) from None
+
+    def exists(self, key: str) -> bool:
+        return bool(self._blob(key).exists())
+
+    def _upload(self, key: str, data: bytes, generation: int) -> None:
+        content_type = "application/json" if key.endswith(".json") else "application/octet-stream"
+        try:
+            self._blob(key).upload_from_string(
+                data, content_type=content_type, if_generation_match=generation
+            )
+        except self._precondition_failed:
+            raise StoreConflict(f"{key}: generation precondition lost") from None
+
+    def write_new(self, key: str, data: bytes) -> None:
+        try:
+            self._upload(key, data, generation=0)  # 0: only if no live object exists
+        except StoreConflict:
+            raise StoreConflict(f"{key} already exists; versions are immutable") from None
+
+    def read_pointer(self) -> tuple[Pointer | None, str | None]:
+        for _ in range(_POINTER_READ_ATTEMPTS):
+            blob = self._blob(POINTER_KEY)
+            try:
+                blob.reload()
+                generation = blob.generation
+                # Download exactly the generation just read, so bytes and token agree.
+                data = blob.download_as_bytes(if_generation_match=generation)
+            except self._not_found:
+                return None, None
+            except self._precondition_failed:
+                continue  # replaced between reload and download: read again
+            return Pointer.from_json(data), str(generation)
+        raise StoreConflict(f"{POINTER_KEY} kept changing while being read")
+
+    def swap_pointer(self, pointer: Pointer, expected_token: str | None) -> None:
+        generation = 0 if expected_token is None else int(expected_token)
+        self._upload(POINTER_KEY, pointer.to_json(), generation=generation)
+
+    def list(self, prefix: str) -> list[str]:
+        blobs = self.client.list_blobs(self.bucket, prefix=self.prefix + prefix)
+        return sorted(blob.name[len(self.prefix) :] for blob in blobs)

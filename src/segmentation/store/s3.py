@@ -1,0 +1,117 @@
+"""Amazon S3 backend of the model store (``s3://bucket[/prefix]``).
+
+Immutability and the pointer compare-and-swap use S3 conditional writes (Aug/Nov 2024):
+``PutObject`` with ``If-None-Match: *`` creates a key only if it does not exist, and
+``PutObject`` with ``If-Match: <ETag>`` replaces the pointer only if it is still the
+object that was read. S3 answers a lost condition with 412 ``PreconditionFailed``, or
+409 ``ConditionalRequestConflict`` when a concurrent conditional write to the same key
+is in flight; both mean someone else won and become ``StoreConflict``. A ``PutObject``
+is atomic: readers never see a partial object.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from segmentation.errors import StoreConflict
+from segmentation.store.base import POINTER_KEY, ModelStore, Pointer, split_bucket_uri
+
+#: Error codes meaning "the condition of a conditional write did not hold".
+_CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
+_MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+
+
+def _code(exc: Exception) -> str:
+    response: dict[str, Any] = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+class S3Store(ModelStore):
+    """Model store in an S3 bucket, under an optional key prefix.
+
+    Parameters
+    ----------
+    uri : ``s3://bucket`` or ``s3://bucket/prefix``.
+    client : a boto3 S3 client; by default ``boto3.client("s3")`` with the ambient
+        credentials and region (injected in tests).
+    """
+
+    def __init__(self, uri: str, client: Any = None):
+        self.uri = uri
+        self.bucket, self.prefix = split_bucket_uri(uri, "s3")
+        if client is None:
+            import boto3
+
+            client = boto3.client("s3")
+        self.client = client
+        from botocore.exceptions import ClientError
+
+        self._client_error = ClientError
+
+    def _key(self, key: str) -> str:
+        return self.prefix + key
+
+    def _get(self, key: str) -> dict[str, Any]:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except self._client_error as exc:
+            if _code(exc) in _MISSING_CODES:
+                raise FileNotFoundError(key) from None
+            raise
+
+    def read(self, key: str) -> bytes:
+        return self._get(key)["Body"].read()
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except self._client_error as exc:
+            if _code(exc) in _MISSING_CODES:
+                return False
+            raise
+        return True
+
+    def _put(self, key: str, data: bytes, **condition: str) -> None:
+        try:
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=self._key(key),
+                Body=data,
+                ContentType="application/json"
+                if key.endswith(".json")
+                else "application/octet-stream",
+                **condition,
+            )
+        except self._client_error as exc:
+            code = _code(exc)
+            if code in _CONFLICT_CODES:
+                raise StoreConflict(f"{key}: conditional write lost ({code})") from None
+            if "IfMatch" in condition and code in _MISSING_CODES:
+                # If-Match on a key that is gone: the pointer changed since it was read.
+                raise StoreConflict(f"{key}: deleted since it was read") from None
+            raise
+
+    def write_new(self, key: str, data: bytes) -> None:
+        try:
+            self._put(key, data, IfNoneMatch="*")
+        except StoreConflict:
+            raise StoreConflict(f"{key} already exists; versions are immutable") from None
+
+    def read_pointer(self) -> tuple[Pointer | None, str | None]:
+        try:
+            response = self._get(POINTER_KEY)
+        except FileNotFoundError:
+            return None, None
+        # The ETag and the body come from one GET, so the token names exactly these bytes.
+        return Pointer.from_json(response["Body"].read()), str(response["ETag"])
+
+    def swap_pointer(self, pointer: Pointer, expected_token: str | None) -> None:
+        condition = {"IfNoneMatch": "*"} if expected_token is None else {"IfMatch": expected_token}
+        self._put(POINTER_KEY, pointer.to_json(), **condition)
+
+    def list(self, prefix: str) -> list[str]:
+        keys: list[str] = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+            keys.extend(obj["Key"][len(self.prefix) :] for obj in page.get("Contents", []))
+        return sorted(keys)

@@ -1,0 +1,1 @@
+"""Model: the training knobs, the pipeline steps and the pipeline that fits them."""

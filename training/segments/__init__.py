@@ -1,0 +1,1 @@
+"""Segments: profiles and explanations, business names, and ids kept stable across retrains."""
