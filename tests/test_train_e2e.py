@@ -15,6 +15,7 @@ from segmentation import Settings
 from segmentation.bundle import load_bundle
 from segmentation.store import open_store
 from training.cli import main
+from training.release import ledger
 
 pytestmark = pytest.mark.slow
 
