@@ -33,6 +33,7 @@ serve: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/segmentation contract --check
 	cd dbt_project && ../$(BIN)/sqlfluff lint models --disable-progress-bar
 

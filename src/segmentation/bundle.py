@@ -231,3 +231,20 @@ def _check_golden_rows(bundle: Bundle) -> None:
     ):
         if not np.allclose(have, want, rtol=GOLDEN_RTOL, atol=GOLDEN_ATOL, equal_nan=True):
             raise ModelContractError(f"golden rows: {name} do not reproduce within 1e-4")
+
+
+def read_manifest(store: ModelStore, version: str) -> dict:
+    """The parsed manifest of ``version``; ``ModelContractError`` if absent (incomplete)."""
+    try:
+        data = store.read(version_key(version, MANIFEST_FILE))
+    except FileNotFoundError:
+        raise ModelContractError(
+            f"version {version}: no {MANIFEST_FILE} (unknown or incompletely published)"
+        ) from None
+    try:
+        manifest = json.loads(data)
+    except ValueError:
+        raise ModelContractError(f"version {version}: {MANIFEST_FILE} is not JSON") from None
+    if not isinstance(manifest, dict):
+        raise ModelContractError(f"version {version}: {MANIFEST_FILE} is not a JSON object")
+    return manifest

@@ -33,87 +33,21 @@ The rule (recorded in the manifest as ``RULE``):
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
-from sklearn.metrics.pairwise import euclidean_distances
 from sklearn.neighbors import NearestNeighbors
 from threadpoolctl import threadpool_limits
 
 from segmentation.errors import ConfigError
-from training.clustering.stability import assess_stability
-from training.clustering.surrogate import ClusterSpec, ServableClustering, fit_servable
+from training.clustering.candidates import CandidateScore, SelectionConfig, score_candidate
+from training.clustering.silhouette import silhouettes
+from training.clustering.surrogate import ClusterSpec, fit_servable
 from training.model.params import ALGORITHMS
 
 logger = logging.getLogger(__name__)
 
 RULE = __doc__.split("(recorded in the manifest as ``RULE``):", 1)[1].strip()
-
-
-@dataclass(frozen=True)
-class SelectionConfig:
-    """Candidates, sample sizes and thresholds of the selection rule."""
-
-    k_values: tuple[int, ...] = tuple(range(2, 11))
-    preferred_k: int = 4
-    fit_rows: int = 50_000
-    eval_rows: int = 5_000
-    n_boot: int = 10
-    #: DBSCAN grid: min_samples x eps, eps at these quantiles of the distance from each
-    #: evaluation row to its min_samples-th neighbour (the "k-distance" heuristic), which
-    #: keeps the grid meaningful whatever the scale and dimension of the space.
-    dbscan_min_samples: tuple[int, ...] = (10, 25)
-    dbscan_eps_quantiles: tuple[float, ...] = (0.6, 0.9)
-    min_share: float = 0.05
-    min_ari: float = 0.80
-    min_agreement: float = 0.95
-    max_noise_share: float = 0.10
-    tolerance: float = 0.01
-
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-
-@dataclass(frozen=True)
-class CandidateScore:
-    """Metrics of one candidate on the evaluation rows, from its served labels."""
-
-    spec: ClusterSpec
-    n_segments: int
-    inertia: float  # KMeans only: sum of squared distances on the fit rows (elbow); else nan
-    silhouette: float
-    calinski_harabasz: float
-    davies_bouldin: float
-    min_share: float
-    noise_share: float
-    agreement: float
-    ari_mean: float
-    ari_min: float
-    jaccard_min: float
-    eligible: bool
-    reasons: tuple[str, ...]
-
-    def to_dict(self) -> dict:
-        out = {"label": self.spec.label, **self.spec.to_dict()}
-        for name in ("n_segments", "eligible"):
-            out[name] = getattr(self, name)
-        for name in (
-            "inertia",
-            "silhouette",
-            "calinski_harabasz",
-            "davies_bouldin",
-            "min_share",
-            "noise_share",
-            "agreement",
-            "ari_mean",
-            "ari_min",
-            "jaccard_min",
-        ):
-            value = float(getattr(self, name))
-            out[name] = None if np.isnan(value) else round(value, 6)
-        out["reasons"] = list(self.reasons)
-        return out
 
 
 @dataclass(frozen=True)
@@ -147,96 +81,6 @@ class SelectionResult:
             "k_sweep": [s.to_dict() for s in self.k_scores],
             "algorithms": [s.to_dict() for s in self.algorithm_scores],
         }
-
-
-def silhouettes(X: np.ndarray, labelings: list[np.ndarray], chunk: int = 1_000) -> list[float]:
-    """Mean silhouette of several labelings of the same rows, sharing one distance pass.
-
-    Same definition as ``sklearn.metrics.silhouette_score`` (singletons score 0); rows
-    labelled ``-1`` (noise) are left out. Distances are computed once, in row chunks, and
-    reduced for every labeling, instead of once per labeling.
-    """
-    onehots, totals, sizes = [], [], []
-    for labels in labelings:
-        kept = labels >= 0
-        k = int(labels.max()) + 1 if kept.any() else 0
-        onehot = np.zeros((len(labels), max(k, 1)))
-        onehot[np.flatnonzero(kept), labels[kept]] = 1.0
-        onehots.append(onehot)
-        sizes.append(onehot.sum(axis=0))
-        totals.append(np.zeros(len(labels)))
-    for start in range(0, len(X), chunk):
-        dist = euclidean_distances(X[start : start + chunk], X)
-        for labels, onehot, size, total in zip(labelings, onehots, sizes, totals, strict=True):
-            part = labels[start : start + chunk]
-            sums = dist @ onehot  # sum of distances from each row to each cluster
-            own = np.where(part >= 0, part, 0)
-            rows = np.arange(len(part))
-            own_size = size[own]
-            a = sums[rows, own] / np.maximum(own_size - 1, 1)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                mean_other = sums / size
-            mean_other[:, size == 0] = np.inf  # a centroid no evaluation row is nearest to
-            mean_other[rows, own] = np.inf
-            b = mean_other.min(axis=1)
-            top = np.maximum(a, b)
-            # Singletons and rows whose a and b are both 0 (duplicates) score 0, as in sklearn;
-            # b is inf when no other cluster has rows (that labeling's result is NaN anyway).
-            with np.errstate(invalid="ignore"):
-                s = np.where((own_size > 1) & (top > 0), (b - a) / np.where(top > 0, top, 1), 0)
-            total[start : start + chunk] = np.where(part >= 0, s, np.nan)
-    out = []
-    for labels, size, total in zip(labelings, sizes, totals, strict=True):
-        ok = (labels >= 0) & np.isfinite(total)
-        out.append(float(total[ok].mean()) if (size > 0).sum() >= 2 else float("nan"))
-    return out
-
-
-def _score(
-    spec: ClusterSpec,
-    fitted: ServableClustering,
-    X_eval: np.ndarray,
-    silhouette: float,
-    inertia: float,
-    target_k: int,
-    config: SelectionConfig,
-    random_state: int,
-) -> CandidateScore:
-    served = fitted.predict(X_eval)
-    k = fitted.n_clusters
-    shares = np.bincount(served, minlength=k) / len(served)
-    two = k >= 2 and len(np.unique(served)) >= 2
-    ch = calinski_harabasz_score(X_eval, served) if two else float("nan")
-    db = davies_bouldin_score(X_eval, served) if two else float("nan")
-    stab = assess_stability(spec, X_eval, n_boot=config.n_boot, random_state=random_state)
-    reasons = []
-    if k != target_k:
-        # Step 1 decides k; DBSCAN (own k) competes only when it finds the same number.
-        reasons.append(f"found {k} segment(s), expected {target_k}")
-    if shares.min() < config.min_share:
-        reasons.append(f"smallest segment {shares.min():.1%} < {config.min_share:.0%}")
-    if fitted.noise_share > config.max_noise_share:
-        reasons.append(f"noise {fitted.noise_share:.1%} > {config.max_noise_share:.0%}")
-    if stab.ari_mean < config.min_ari:
-        reasons.append(f"bootstrap ARI {stab.ari_mean:.3f} < {config.min_ari}")
-    if fitted.agreement < config.min_agreement:
-        reasons.append(f"surrogate agreement {fitted.agreement:.3f} < {config.min_agreement}")
-    return CandidateScore(
-        spec=spec,
-        n_segments=k,
-        inertia=inertia,
-        silhouette=silhouette,
-        calinski_harabasz=float(ch),
-        davies_bouldin=float(db),
-        min_share=float(shares.min()),
-        noise_share=fitted.noise_share,
-        agreement=fitted.agreement,
-        ari_mean=stab.ari_mean,
-        ari_min=stab.ari_min,
-        jaccard_min=stab.jaccard_min,
-        eligible=not reasons,
-        reasons=tuple(reasons),
-    )
 
 
 def _evaluate(
@@ -277,7 +121,8 @@ def _evaluate_serial(
         if spec.algorithm == "kmeans":
             inertia = float(np.sum(np.min(fit.transform(X_fit), axis=1) ** 2))
         target_k = target or spec.n_clusters
-        scores.append(_score(spec, fit, X_eval, sil, inertia, target_k, config, random_state))
+        score = score_candidate(spec, fit, X_eval, sil, inertia, target_k, config, random_state)
+        scores.append(score)
     return scores
 
 

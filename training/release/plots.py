@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from training.clustering.selection import CandidateScore
+from training.clustering.candidates import CandidateScore
 from training.clustering.stability import StabilityResult
 
 _BAND_COLOURS = ((0.0, 0.6, "#f4cccc"), (0.6, 0.75, "#fce5cd"), (0.75, 0.85, "#fff2cc"))

@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from segmentation.bundle import read_manifest
 from segmentation.bundle_format import MANIFEST_FILE, MODEL_FILE, sha256_hex
 from segmentation.errors import ConfigError, ModelContractError, StoreConflict
 from segmentation.store import ModelStore, Pointer, version_key
@@ -109,23 +110,6 @@ def publish_version(
         store.write_new(version_key(version, name), data)
     store.write_new(version_key(version, MANIFEST_FILE), manifest_bytes)
     return sha256_hex(manifest_bytes)
-
-
-def read_manifest(store: ModelStore, version: str) -> dict:
-    """The parsed manifest of ``version``; ``ModelContractError`` if absent (incomplete)."""
-    try:
-        data = store.read(version_key(version, MANIFEST_FILE))
-    except FileNotFoundError:
-        raise ModelContractError(
-            f"version {version}: no {MANIFEST_FILE} (unknown or incompletely published)"
-        ) from None
-    try:
-        manifest = json.loads(data)
-    except ValueError:
-        raise ModelContractError(f"version {version}: {MANIFEST_FILE} is not JSON") from None
-    if not isinstance(manifest, dict):
-        raise ModelContractError(f"version {version}: {MANIFEST_FILE} is not a JSON object")
-    return manifest
 
 
 def verify_version(store: ModelStore, version: str) -> str:

@@ -14,12 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from segmentation import ModelContractError
-from segmentation.bundle import load_bundle
+from segmentation.bundle import load_bundle, read_manifest
 from segmentation.store import ModelStore
 from training.clustering.stability import StabilityResult, assess_stability
 from training.clustering.surrogate import ClusterSpec
 from training.model.sampling import sample_rows
-from training.release import publish
 from training.segments.explain import (
     Profiles,
     SegmentExplanation,
@@ -74,7 +73,7 @@ def _current_ids(
     pointer, _ = store.read_pointer()
     if pointer is None:
         return None
-    manifest = publish.read_manifest(store, pointer.version)
+    manifest = read_manifest(store, pointer.version)
     row_ids = None
     if raw is not None:
         try:
