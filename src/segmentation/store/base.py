@@ -65,15 +65,30 @@ class ModelStore(ABC):
         """
 
     @abstractmethod
-    def read_pointer(self) -> tuple[Pointer | None, str | None]:
-        """The current pointer and an opaque token for compare-and-swap (None, None if absent)."""
+    def read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
+        """Bytes at ``key`` and an opaque token naming exactly those bytes, for a later
+        :meth:`write_if`; ``(None, None)`` if absent."""
 
     @abstractmethod
+    def write_if(self, key: str, data: bytes, expected_token: str | None) -> None:
+        """Replace ``key`` only if it still has ``expected_token``; else ``StoreConflict``.
+
+        ``expected_token=None`` means "create it; there must be none yet". This is the
+        store's compare-and-swap: the pointer, the retrain lease and any other mutable
+        object are written only through it.
+        """
+
+    def read_pointer(self) -> tuple[Pointer | None, str | None]:
+        """The current pointer and an opaque token for compare-and-swap (None, None if absent)."""
+        data, token = self.read_versioned(POINTER_KEY)
+        return (None, None) if data is None else (Pointer.from_json(data), token)
+
     def swap_pointer(self, pointer: Pointer, expected_token: str | None) -> None:
         """Replace the pointer only if it still has ``expected_token``; else ``StoreConflict``.
 
         ``expected_token=None`` means "create the pointer; there must be none yet".
         """
+        self.write_if(POINTER_KEY, pointer.to_json(), expected_token)
 
     @abstractmethod
     def list(self, prefix: str) -> list[str]:

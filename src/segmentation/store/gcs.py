@@ -13,11 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 from segmentation.errors import StoreConflict
-from segmentation.store.base import POINTER_KEY, ModelStore, Pointer, split_bucket_uri
+from segmentation.store.base import ModelStore, split_bucket_uri
 
-#: Times to re-read the pointer when it changes between reading its generation and its
+#: Times to re-read an object when it changes between reading its generation and its
 #: bytes; each retry means another writer just succeeded, so a few always suffice.
-_POINTER_READ_ATTEMPTS = 5
+_READ_ATTEMPTS = 5
 
 
 class GCSStore(ModelStore):
@@ -71,9 +71,9 @@ class GCSStore(ModelStore):
         except StoreConflict:
             raise StoreConflict(f"{key} already exists; versions are immutable") from None
 
-    def read_pointer(self) -> tuple[Pointer | None, str | None]:
-        for _ in range(_POINTER_READ_ATTEMPTS):
-            blob = self._blob(POINTER_KEY)
+    def read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
+        for _ in range(_READ_ATTEMPTS):
+            blob = self._blob(key)
             try:
                 blob.reload()
                 generation = blob.generation
@@ -83,12 +83,12 @@ class GCSStore(ModelStore):
                 return None, None
             except self._precondition_failed:
                 continue  # replaced between reload and download: read again
-            return Pointer.from_json(data), str(generation)
-        raise StoreConflict(f"{POINTER_KEY} kept changing while being read")
+            return data, str(generation)
+        raise StoreConflict(f"{key} kept changing while being read")
 
-    def swap_pointer(self, pointer: Pointer, expected_token: str | None) -> None:
+    def write_if(self, key: str, data: bytes, expected_token: str | None) -> None:
         generation = 0 if expected_token is None else int(expected_token)
-        self._upload(POINTER_KEY, pointer.to_json(), generation=generation)
+        self._upload(key, data, generation=generation)
 
     def list(self, prefix: str) -> list[str]:
         blobs = self.client.list_blobs(self.bucket, prefix=self.prefix + prefix)

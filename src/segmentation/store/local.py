@@ -9,10 +9,7 @@ from pathlib import Path
 
 from segmentation.bundle_format import sha256_hex
 from segmentation.errors import ConfigError, StoreConflict
-from segmentation.store.base import POINTER_KEY, ModelStore, Pointer
-
-#: Lock file serialising local pointer writers; a dotfile so ``list`` never reports it.
-_LOCK_NAME = ".current.json.lock"
+from segmentation.store.base import ModelStore
 
 
 class LocalStore(ModelStore):
@@ -73,25 +70,25 @@ class LocalStore(ModelStore):
             os.unlink(tmp)
         _fsync_dir(path.parent)
 
-    def read_pointer(self) -> tuple[Pointer | None, str | None]:
+    def read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
         try:
-            data = self.read(POINTER_KEY)
+            data = self.read(key)
         except FileNotFoundError:
             return None, None
-        return Pointer.from_json(data), sha256_hex(data)
+        return data, sha256_hex(data)
 
-    def swap_pointer(self, pointer: Pointer, expected_token: str | None) -> None:
-        path = self._path(POINTER_KEY)
+    def write_if(self, key: str, data: bytes, expected_token: str | None) -> None:
+        path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         # The lock file is never deleted: unlinking a locked file lets the next writer
         # lock a fresh inode while an old holder still believes it holds the lock.
-        lock_fd = os.open(path.parent / _LOCK_NAME, os.O_CREAT | os.O_RDWR, 0o644)
+        lock_fd = os.open(path.parent / f".{path.name}.lock", os.O_CREAT | os.O_RDWR, 0o644)
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX)
-            _, token = self.read_pointer()
+            _, token = self.read_versioned(key)
             if token != expected_token:
-                raise StoreConflict(f"{POINTER_KEY} changed since it was read")
-            tmp = self._write_temp(path, pointer.to_json())
+                raise StoreConflict(f"{key} changed since it was read")
+            tmp = self._write_temp(path, data)
             os.replace(tmp, path)
             _fsync_dir(path.parent)
         finally:

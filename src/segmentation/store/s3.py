@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from segmentation.errors import StoreConflict
-from segmentation.store.base import POINTER_KEY, ModelStore, Pointer, split_bucket_uri
+from segmentation.store.base import ModelStore, split_bucket_uri
 
 #: Error codes meaning "the condition of a conditional write did not hold".
 _CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
@@ -97,17 +97,17 @@ class S3Store(ModelStore):
         except StoreConflict:
             raise StoreConflict(f"{key} already exists; versions are immutable") from None
 
-    def read_pointer(self) -> tuple[Pointer | None, str | None]:
+    def read_versioned(self, key: str) -> tuple[bytes | None, str | None]:
         try:
-            response = self._get(POINTER_KEY)
+            response = self._get(key)
         except FileNotFoundError:
             return None, None
         # The ETag and the body come from one GET, so the token names exactly these bytes.
-        return Pointer.from_json(response["Body"].read()), str(response["ETag"])
+        return response["Body"].read(), str(response["ETag"])
 
-    def swap_pointer(self, pointer: Pointer, expected_token: str | None) -> None:
+    def write_if(self, key: str, data: bytes, expected_token: str | None) -> None:
         condition = {"IfNoneMatch": "*"} if expected_token is None else {"IfMatch": expected_token}
-        self._put(POINTER_KEY, pointer.to_json(), **condition)
+        self._put(key, data, **condition)
 
     def list(self, prefix: str) -> list[str]:
         keys: list[str] = []
