@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -23,6 +22,7 @@ from segmentation.store import open_store, version_key
 from training.data import write_customers
 from training.features import FEATURE_MODEL
 from training.model.params import TrainingParams
+from training.release import ledger
 from training.release.manifest import drift_reference, snapshot_sha256
 from training.train import train_and_publish
 
@@ -236,7 +236,9 @@ def test_report_is_offline_html_with_every_plot(trained):
 @slow
 def test_the_run_is_recorded_in_the_ledger(trained):
     _, result, store, _, _ = trained
-    records = [json.loads(store.read(key)) for key in store.list("runs")]
-    ours = [r for r in records if r.get("version") == result.version]
-    assert len(ours) == 1 and ours[0]["status"] == "promoted" and ours[0]["kind"] == "train"
-    assert Path(store.uri).exists()
+    runs = [
+        r for r in ledger.list_runs(store) if (r.finished or {}).get("version") == result.version
+    ]
+    assert len(runs) == 1 and runs[0].status == "promoted" and runs[0].started["kind"] == "train"
+    # The started record was written first: its time precedes the outcome's.
+    assert runs[0].started["started_at"] <= runs[0].finished["finished_at"]

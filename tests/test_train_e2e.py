@@ -89,9 +89,9 @@ def test_a_feature_sql_that_differs_from_duckdb_fails_the_export_and_publishes_n
     real, monkeypatch, capsys
 ):
     root, settings = real
-    import training.features as features
+    import training.train as train_module
 
-    compiled = features.compiled_feature_sql
+    compiled = train_module.compiled_feature_sql
 
     def broken(*args, **kwargs) -> str:
         # The served graph would compute log_balance differently from the warehouse.
@@ -99,7 +99,7 @@ def test_a_feature_sql_that_differs_from_duckdb_fails_the_export_and_publishes_n
         assert "ln(1.0 + balance)" in sql
         return sql.replace("ln(1.0 + balance)", "ln(2.0 + balance)")
 
-    monkeypatch.setattr(features, "compiled_feature_sql", broken)
+    monkeypatch.setattr(train_module, "compiled_feature_sql", broken)
     store = open_store(settings.model_store)
     before = store.list("versions")
     pointer_before = store.read_pointer()[0]

@@ -56,6 +56,74 @@ def parse_bool(raw: str) -> bool:
     return value in ("1", "true", "yes")
 
 
+def _env(name: str, default, doc: str):
+    """A policy field read from environment variable ``name`` (see :func:`_read_policy`)."""
+    return field(default=default, metadata={"env": name, "doc": doc})
+
+
+_PARSERS: dict[type, Callable[[str], object]] = {float: float, int: int, bool: parse_bool}
+
+
+def _read_policy(cls: type[T]) -> T:
+    """``cls`` with each field read from the environment variable in its metadata."""
+    values = {}
+    for f in fields(cls):
+        kind = type(f.default)
+        value = env_value(f.metadata["env"], _PARSERS[kind], kind.__name__)
+        if value is not None:
+            values[f.name] = value
+    return cls(**values)
+
+
+@dataclass(frozen=True)
+class DriftThresholds:
+    """When drift warns and when it acts (effect sizes, never p-values)."""
+
+    psi_warn: float = _env("SEGMENTATION_DRIFT_PSI_WARN", 0.10, "feature or distance PSI: warn")
+    psi_act: float = _env("SEGMENTATION_DRIFT_PSI_ACT", 0.25, "feature or distance PSI: act")
+    js_warn: float = _env("SEGMENTATION_DRIFT_JS_WARN", 0.10, "Jensen-Shannon distance: warn")
+    js_act: float = _env("SEGMENTATION_DRIFT_JS_ACT", 0.20, "Jensen-Shannon distance: act")
+    share_warn_points: float = _env(
+        "SEGMENTATION_DRIFT_SHARE_WARN_POINTS", 5.0, "largest segment-share change: warn"
+    )
+    share_act_points: float = _env(
+        "SEGMENTATION_DRIFT_SHARE_ACT_POINTS", 10.0, "largest segment-share change: act"
+    )
+    atypical_warn_ratio: float = _env(
+        "SEGMENTATION_DRIFT_ATYPICAL_WARN_RATIO", 2.0, "atypical share over training's: warn"
+    )
+    atypical_act_ratio: float = _env(
+        "SEGMENTATION_DRIFT_ATYPICAL_ACT_RATIO", 3.0, "atypical share over training's: act"
+    )
+    persistence: int = _env(
+        "SEGMENTATION_DRIFT_PERSISTENCE", 2, "consecutive act-level checks before acting"
+    )
+
+
+@dataclass(frozen=True)
+class RetrainPolicy:
+    """When the scheduled run retrains, and the gates a candidate must pass."""
+
+    max_model_age_days: float = _env(
+        "SEGMENTATION_RETRAIN_MAX_AGE_DAYS", 30.0, "retrain a model older than this"
+    )
+    max_quarantine_share: float = _env(
+        "SEGMENTATION_RETRAIN_MAX_QUARANTINE_SHARE", 0.05, "abort above this quarantined share"
+    )
+    min_segment_share: float = _env(
+        "SEGMENTATION_GATE_MIN_SEGMENT_SHARE", 0.05, "every segment at least this share"
+    )
+    silhouette_tolerance: float = _env(
+        "SEGMENTATION_GATE_SILHOUETTE_TOLERANCE", 0.05, "candidate may trail current by this"
+    )
+    min_stability_ari: float = _env(
+        "SEGMENTATION_GATE_MIN_ARI", 0.80, "bootstrap ARI floor of the candidate"
+    )
+    lease_seconds: float = _env(
+        "SEGMENTATION_RETRAIN_LEASE_SECONDS", 3600.0, "a writer's lease; taken over after"
+    )
+
+
 @dataclass(frozen=True)
 class Settings:
     """All configuration, each field documented with its environment variable."""
@@ -100,6 +168,14 @@ class Settings:
     kmeans_n_init: int | None = None
     #: SEGMENTATION_CLIP_QUANTILES: ``low,high`` outlier clipping quantiles.
     clip_quantiles: tuple[float, float] | None = None
+    #: Drift thresholds and the retrain policy (their fields name their variables).
+    drift: DriftThresholds = field(default_factory=DriftThresholds)
+    retrain: RetrainPolicy = field(default_factory=RetrainPolicy)
+    #: MLFLOW_TRACKING_URI: log training runs to MLflow when set (the ``mlflow`` extra).
+    mlflow_tracking_uri: str | None = None
+    #: SEGMENTATION_FAILPOINT: a named point at which the process kills itself; for the
+    #: fault tests of the scheduled run only (``training.retrain.faults``).
+    failpoint: str | None = None
 
     def __post_init__(self) -> None:
         for name, relative in _LOCAL_DEFAULTS.items():
@@ -132,6 +208,10 @@ class Settings:
             "clip_quantiles": env_value(
                 "SEGMENTATION_CLIP_QUANTILES", _quantile_pair, "'low,high', two numbers"
             ),
+            "drift": _read_policy(DriftThresholds),
+            "retrain": _read_policy(RetrainPolicy),
+            "mlflow_tracking_uri": env_value("MLFLOW_TRACKING_URI", str),
+            "failpoint": env_value("SEGMENTATION_FAILPOINT", str),
         }
         return cls(**{k: v for k, v in values.items() if v is not None})
 
