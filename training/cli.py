@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "score": "Score the warehouse's customers with the current model (batch).",
     "serve": "Start the local emulator: predict and health over HTTP on 127.0.0.1.",
     "models": "List, show, promote or roll back model versions.",
+    "drift": "Check the customers' drift from the current model (exit 0 none, 1 warn, 3 act).",
     "contract": "Regenerate the dbt staging YAML and the OpenAPI document from the schema.",
 }
 

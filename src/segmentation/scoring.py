@@ -43,15 +43,16 @@ def _ort():
     return onnxruntime
 
 
-def session_options():
-    """Options for a serving session: one thread per run, threads come from the server.
+def session_options(threads: int = 1):
+    """Options for a session: by default one thread per run, threads come from the server.
 
     Requests are tiny (1..1,000 rows); intra-op parallelism costs more in wake-ups than it
-    saves, and the web server already runs requests concurrently.
+    saves, and the web server already runs requests concurrently. Bulk scoring (drift,
+    batch jobs) passes ``threads=0``: onnxruntime's default, one per physical core.
     """
     ort = _ort()
     options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
+    options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -66,19 +67,27 @@ class Scorer:
     ----------
     model_bytes : the serialized ONNX model (already checked for external data).
     input_names : the graph inputs expected, in order (the staged field names).
+    threads : intra-op threads (1 for serving; 0 for all cores, see `session_options`).
     """
 
-    def __init__(self, model_bytes: bytes, input_names: tuple[str, ...]):
+    def __init__(self, model_bytes: bytes, input_names: tuple[str, ...], threads: int = 1):
         ort = _ort()
+        self._model_bytes = model_bytes
         try:
             self.session = ort.InferenceSession(
-                model_bytes, sess_options=session_options(), providers=["CPUExecutionProvider"]
+                model_bytes,
+                sess_options=session_options(threads),
+                providers=["CPUExecutionProvider"],
             )
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise ModelContractError(f"model.onnx: onnxruntime cannot load it ({exc})") from None
         self.input_names = input_names
         self.output_names = [o.name for o in self.session.get_outputs()]
         self._order = [self.output_names.index(n) for n in OUTPUT_NAMES if n in self.output_names]
+
+    def for_bulk(self) -> Scorer:
+        """A scorer of the same verified model for large batches: every core per run."""
+        return Scorer(self._model_bytes, self.input_names, threads=0)
 
     def signature(self) -> tuple[dict[str, tuple[str, list]], dict[str, tuple[str, list]]]:
         """Input and output ``{name: (type, shape)}`` as the session reports them."""

@@ -27,9 +27,17 @@ from pathlib import Path
 import pyarrow as pa
 
 from ._dirty import DIRTY_KINDS, dirty_counts
+from ._shift import SHIFTS, shift_customers
 from ._writer import iter_tables, resolve_format, write_file
 
-__all__ = ["DIRTY_KINDS", "dirty_counts", "generate_customers", "write_customers"]
+__all__ = [
+    "DIRTY_KINDS",
+    "SHIFTS",
+    "dirty_counts",
+    "generate_customers",
+    "shift_customers",
+    "write_customers",
+]
 
 
 def generate_customers(n_rows: int, seed: int = 42, dirty_fraction: float = 0.0) -> pa.Table:

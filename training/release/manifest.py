@@ -52,24 +52,43 @@ def snapshot_sha256(customer_ids: np.ndarray, X: np.ndarray, feature_names: tupl
     return digest.hexdigest()
 
 
+def quantile_histogram(values: np.ndarray, bins: int) -> dict:
+    """Quantile bin edges of the finite ``values`` and each bin's share (``np.histogram``
+    bins: left-closed, the last one closed), plus the share of non-finite values."""
+    valid = values[np.isfinite(values)]
+    edges = np.unique(np.quantile(valid, np.linspace(0, 1, bins + 1))) if len(valid) else []
+    counts = np.histogram(valid, bins=edges)[0] if len(edges) > 1 else np.array([len(valid)])
+    return {
+        "bin_edges": [float(e) for e in edges],
+        "shares": [float(c) / max(len(valid), 1) for c in counts],
+        "null_share": float(1.0 - len(valid) / max(len(values), 1)),
+    }
+
+
 def drift_reference(
-    X: np.ndarray, names: tuple[str, ...], segment_ids: np.ndarray, bins: int
+    X: np.ndarray,
+    names: tuple[str, ...],
+    segment_ids: np.ndarray,
+    bins: int,
+    nearest_distance: np.ndarray | None = None,
+    atypical_distance: float | None = None,
 ) -> dict:
-    """Per-feature quantile histograms (edges, shares, null share) and segment shares."""
-    features = {}
-    for j, name in enumerate(names):
-        col = X[:, j]
-        valid = col[np.isfinite(col)]
-        edges = np.unique(np.quantile(valid, np.linspace(0, 1, bins + 1))) if len(valid) else []
-        counts = np.histogram(valid, bins=edges)[0] if len(edges) > 1 else np.array([len(valid)])
-        features[name] = {
-            "bin_edges": [float(e) for e in edges],
-            "shares": [float(c) / max(len(valid), 1) for c in counts],
-            "null_share": float(1.0 - len(valid) / max(len(col), 1)),
-        }
+    """What drift checks compare against (``training.monitoring``): per-feature quantile
+    histograms, segment shares, and, given the served graph's distance to the nearest
+    segment on the training rows, its histogram and the share flagged atypical."""
+    reference: dict = {
+        "features": {name: quantile_histogram(X[:, j], bins) for j, name in enumerate(names)}
+    }
     ids, counts = np.unique(segment_ids, return_counts=True)
-    shares = {str(int(i)): float(c) / len(segment_ids) for i, c in zip(ids, counts, strict=True)}
-    return {"features": features, "segment_shares": shares}
+    reference["segment_shares"] = {
+        str(int(i)): float(c) / len(segment_ids) for i, c in zip(ids, counts, strict=True)
+    }
+    if nearest_distance is not None:
+        reference["nearest_distance"] = quantile_histogram(nearest_distance, bins)
+        if atypical_distance is not None:
+            atypical = float(np.mean(nearest_distance > atypical_distance))
+            reference["atypical_share"] = atypical
+    return reference
 
 
 def library_versions() -> dict[str, str]:
@@ -187,7 +206,14 @@ def build_manifest(
         "stability": stability.to_dict(),
         "segment_ids": trust.ids_to_dict(),
         "naming": trust.naming.to_dict(),
-        "drift_reference": drift_reference(X, names, segment_ids, params.drift_bins),
+        "drift_reference": drift_reference(
+            X,
+            names,
+            segment_ids,
+            params.drift_bins,
+            nearest_distance=export.outputs["distances"].min(axis=1),
+            atypical_distance=evaluation.atypical_distance,
+        ),
         "golden_rows": export.golden_rows,
         "files": {},
         "libraries": library_versions(),

@@ -1,0 +1,1 @@
+"""Monitoring: drift of the current customers against the served model's reference."""

@@ -1,0 +1,119 @@
+"""The current customers, summarised on the reference's bins in one bounded pass each.
+
+Feature histograms are counted by DuckDB in a single scan of ``customer_features`` (one
+``count(*) filter`` per reference bin edge), so no feature value reaches Python. Segment
+shares, the atypical share and the nearest-segment distances need the served graph: the
+staged rows stream from DuckDB in Arrow batches through onnxruntime, and only counts are
+kept. Memory is bounded by one batch, whatever the number of customers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import duckdb
+import numpy as np
+
+from segmentation import FIELD_NAMES
+from segmentation.bundle import Bundle
+from training.features import FEATURE_MODEL, STAGED_MODEL
+from training.monitoring.measures import bin_counts
+
+#: Rows per Arrow batch scored: large enough to amortise a run, small in memory (~140 MB).
+BATCH_ROWS = 1_000_000
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Counts on the reference bins and the count of NULL / non-finite values."""
+
+    counts: np.ndarray
+    nulls: int
+
+    @property
+    def total(self) -> int:
+        return int(self.counts.sum()) + self.nulls
+
+
+@dataclass(frozen=True)
+class CurrentCounts:
+    """What drift needs to know about the current customers."""
+
+    rows: int
+    features: dict[str, Histogram]
+    segments: dict[int, int] = field(default_factory=dict)
+    nearest_distance: Histogram | None = None
+    atypical: int = 0
+
+
+def _literal(x: float) -> str:
+    return repr(float(x))
+
+
+def feature_histograms(
+    con: duckdb.DuckDBPyConnection, reference: dict[str, dict]
+) -> tuple[int, dict[str, Histogram]]:
+    """Row count and each reference feature's histogram, from one scan of the features."""
+    parts = ["count(*)"]
+    for name, ref in reference.items():
+        column = f'"{name}"'
+        parts.append(f"count(*) filter (where isfinite({column}))")
+        parts += [
+            f"count(*) filter (where isfinite({column}) and {column} >= {_literal(e)})"
+            for e in ref["bin_edges"][1:-1]
+        ]
+    (row,) = con.execute(f"select {', '.join(parts)} from {FEATURE_MODEL}").fetchall()
+    rows, values = int(row[0]), list(row[1:])
+    out = {}
+    for name, ref in reference.items():
+        inner = len(ref["bin_edges"][1:-1])
+        valid, above = values[0], values[1 : 1 + inner]
+        values = values[1 + inner :]
+        # at_or_above[i] customers are in bin i or later: bin counts are the differences.
+        at_or_above = np.array([valid, *above, 0], dtype=np.int64)
+        out[name] = Histogram(at_or_above[:-1] - at_or_above[1:], rows - valid)
+    return rows, out
+
+
+def scored_counts(
+    con: duckdb.DuckDBPyConnection, bundle: Bundle, reference: dict
+) -> tuple[dict[int, int], Histogram | None, int]:
+    """Segment sizes, the nearest-distance histogram and the atypical count of the staged
+    customers under ``bundle``, streamed through the graph batch by batch."""
+    scorer = bundle.scorer.for_bulk()
+    edges = (reference.get("nearest_distance") or {}).get("bin_edges")
+    segments = np.zeros(0, dtype=np.int64)
+    distance_counts = np.zeros(max(len(edges) - 1, 1), dtype=np.int64) if edges else None
+    distance_nulls = atypical = 0
+    select = ", ".join(f"{n}::double as {n}" for n in FIELD_NAMES)
+    reader = con.sql(f"select {select} from {STAGED_MODEL}").to_arrow_reader(BATCH_ROWS)
+    for batch in reader:
+        if batch.num_rows == 0:
+            continue
+        columns = {
+            n: batch.column(n).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+            for n in FIELD_NAMES
+        }
+        scores = scorer.score(columns)
+        ids = np.asarray(scores.segment_id, dtype=np.int64)
+        size = max(int(ids.max()) + 1, len(segments))
+        segments = np.pad(segments, (0, size - len(segments))) + np.bincount(ids, minlength=size)
+        nearest = np.asarray(scores.distances, dtype=np.float64).min(axis=1)
+        atypical += int((nearest > bundle.manifest.atypical_distance).sum())
+        if edges:
+            counts, nulls = bin_counts(nearest, edges)
+            distance_counts += counts
+            distance_nulls += nulls
+    sizes = {int(i): int(n) for i, n in enumerate(segments) if n}
+    histogram = None if distance_counts is None else Histogram(distance_counts, distance_nulls)
+    return sizes, histogram, atypical
+
+
+def current_counts(warehouse: str, bundle: Bundle) -> CurrentCounts:
+    """Summarise the warehouse's customers against ``bundle``'s drift reference."""
+    reference = bundle.manifest.raw["drift_reference"]
+    # Default configuration: dbt-duckdb may hold the file open in this process.
+    with duckdb.connect(warehouse) as con:
+        rows, features = feature_histograms(con, reference["features"])
+        segments, nearest, atypical = scored_counts(con, bundle, reference)
+    return CurrentCounts(rows, features, segments, nearest, atypical)
