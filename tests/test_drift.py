@@ -43,7 +43,7 @@ def test_psi_of_an_empty_bin_is_finite_thanks_to_smoothing():
     [
         ([0.5, 0.5], [0.5, 0.5], 0.0),
         ([1.0, 0.0], [0.0, 1.0], 1.0),
-        ([0.5, 0.5], [1.0, 0.0], 0.5601),
+        ([0.5, 0.5], [1.0, 0.0], 0.5579),
     ],
 )
 def test_jensen_shannon_distance_matches_its_definition(reference, current, expected):
