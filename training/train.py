@@ -1,46 +1,23 @@
-"""`segmentation train`: features -> fit -> select -> trust -> export + gates -> publish.
+"""`segmentation train`: train a candidate, publish it, and (by default) promote it.
 
-Stages: build the dbt features if needed; fit the preprocessing (clustering features,
-imputation, clipping, scaling, PCA); choose k and the algorithm and fit the servable
-clustering (``training.clustering.choose``); assess stability, match segment ids to the current
-model, name and explain the segments (``training.segments.trust``); export one graph with the ids
-baked in and run every gate. Each stage is logged with its duration (progress on long
-runs) and the durations are returned in `TrainResult.stages`.
-
-Export proves before it writes: every gate runs on the in-memory graph, then the bundle
-is written (manifest last), re-verified with the serving verifier, and only then does the
-pointer move. Every run is recorded in the store's run ledger (``training.release.ledger``):
-started before any work, finished with its outcome, whatever stops it.
+Export proves before it writes: every gate runs on the in-memory graph
+(``training.candidate``), then the bundle is written (manifest last), re-verified with the
+serving verifier, and only then does the pointer move. Every run is recorded in the
+store's run ledger (``training.release.ledger``): started before any work, finished with
+its outcome, whatever stops it.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-import onnx
-
-from segmentation import FIELD_NAMES, Settings
-from segmentation.bundle import load_bundle
-from segmentation.bundle_format import MODEL_FILE, REPORT_FILE, sha256_hex
-from segmentation.store import Pointer, open_store
-from training.export.gates import export_model
-from training.features import (
-    FEATURE_MODEL,
-    build_features,
-    compiled_feature_sql,
-    load_training_data,
-)
-from training.features.warehouse import warehouse_has_table
-from training.fit import fit_model
+from segmentation import Settings
+from segmentation.store import open_store
+from training.candidate import Stages, publish_candidate, train_candidate
 from training.model.params import TrainingParams
-from training.release import ledger, publish
-from training.release.manifest import build_manifest
-from training.release.report import build_report
-
-log = logging.getLogger(__name__)
+from training.release import ledger
 
 
 @dataclass(frozen=True)
@@ -70,36 +47,6 @@ class TrainResult:
         )
 
 
-class _Stages:
-    """Logs each stage as it starts and records how long it took (progress on long runs)."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self._name: str | None = None
-        self._start = 0.0
-
-    def __call__(self, name: str) -> None:
-        self.done()
-        log.info("train: %s", name)
-        self._name, self._start = name, time.monotonic()
-
-    def done(self) -> None:
-        if self._name is not None:
-            self.seconds[self._name] = time.monotonic() - self._start
-            log.info("train: %s done in %.1fs", self._name, self.seconds[self._name])
-        self._name = None
-
-
-def _stamp(model: onnx.ModelProto, created_at: datetime) -> bytes:
-    # The version id ends with the sha256 of these very bytes, so the graph cannot carry
-    # it; it carries the id's time part, which with the file's sha256 names the version.
-    stamp = f"v{created_at.astimezone(UTC):%Y%m%dT%H%M%S%f}Z"
-    props = {p.key: p.value for p in model.metadata_props}
-    onnx.helper.set_model_props(model, {**props, "version": stamp, "created_at": stamp[1:]})
-    model.producer_name = "customer-segmentation"
-    return model.SerializeToString()
-
-
 def train_and_publish(settings: Settings, params: TrainingParams) -> TrainResult:
     """Train on the warehouse, gate, publish a version and (by default) promote it.
 
@@ -114,8 +61,6 @@ def train_and_publish(settings: Settings, params: TrainingParams) -> TrainResult
     GateFailed
         A gate refused the model; nothing was written except the run ledger's records.
     """
-    from training.features.sql_onnx import compile_features
-
     started, clock = datetime.now(UTC), time.monotonic()
     store = open_store(settings.model_store)
     run_id = f"train-{started:%Y%m%dT%H%M%S%f}Z"
@@ -124,62 +69,28 @@ def train_and_publish(settings: Settings, params: TrainingParams) -> TrainResult
         run_id,
         {"kind": "train", "started_at": started.isoformat(), "params": _params(params)},
     )
-    stage = _Stages()
+    stage = Stages()
     try:
-        if params.rebuild_features or not warehouse_has_table(settings.warehouse, FEATURE_MODEL):
-            stage("build features with dbt")
-            build_features(settings)
-        stage("compile the feature SQL and load the training rows")
-        compiled = compile_features(
-            compiled_feature_sql(settings), FIELD_NAMES, opset=params.target_opset
-        )
-        names = tuple(compiled.feature_names)
-        data = load_training_data(settings, names)
-        fitted = fit_model(data, names, params, store, stage)
-        pipeline, choice, evaluation, trust = (
-            fitted.pipeline, fitted.choice, fitted.evaluation, fitted.trust
-        )  # fmt: skip
-        stage("export the graph and run the gates")
-        result = export_model(compiled, pipeline, data.raw, data.features, params, trust.stable_ids)
-        stage("manifest, report and publish")
-        created_at = datetime.now(UTC)
-        model_bytes = _stamp(result.model, created_at)
-        version = publish.new_version_id(created_at, sha256_hex(model_bytes))
-        manifest = build_manifest(
-            version=version,
-            created_at=created_at,
-            export=result,
-            evaluation=evaluation,
-            X=data.features,
-            customer_ids=data.customer_ids,
-            feature_sql_sha256=compiled.sql_sha256,
-            params=params,
-            choice=choice,
-            trust=trust,
-        )
-        report = build_report(manifest, evaluation, choice, trust)
-        files = {MODEL_FILE: model_bytes, REPORT_FILE: report}
-        manifest_sha = publish.publish_version(store, version, files, manifest)
-        # The serving verifier (checksums, signature, golden rows) before the pointer moves.
-        load_bundle(store, Pointer(version, manifest_sha, created_at.isoformat()))
-        if params.promote:
-            publish.promote(store, version)
+        candidate = train_candidate(settings, params, store, stage)
+        stage("publish")
+        manifest_sha = publish_candidate(store, candidate, promote=params.promote)
         stage.done()
     except BaseException as exc:  # whatever stops the run (a gate, a bug, Ctrl-C) is recorded
         error = f"{type(exc).__name__}: {exc}"[:500]
         finished = {"status": "failed", "error": error, "finished_at": _now()}
-        ledger.finish_run(store, run_id, {**finished, "stages": _rounded(stage.seconds)})
+        ledger.finish_run(store, run_id, {**finished, "stages": stage.rounded()})
         raise
+    fitted, manifest = candidate.fitted, candidate.manifest
     outcome = TrainResult(
-        version=version,
+        version=candidate.version,
         manifest_sha256=manifest_sha,
         promoted=params.promote,
-        rows=len(data.customer_ids),
-        k=choice.clusterer.n_clusters,
-        algorithm=choice.spec.algorithm,
-        silhouette=evaluation.silhouette,
-        stability_ari=trust.stability.ari_mean,
-        label_agreement=result.agreement.share,
+        rows=len(candidate.data.customer_ids),
+        k=fitted.choice.clusterer.n_clusters,
+        algorithm=fitted.choice.spec.algorithm,
+        silhouette=fitted.evaluation.silhouette,
+        stability_ari=fitted.trust.stability.ari_mean,
+        label_agreement=candidate.export.agreement.share,
         store=store.uri,
         seconds=time.monotonic() - clock,
         stages=dict(stage.seconds),
@@ -189,11 +100,11 @@ def train_and_publish(settings: Settings, params: TrainingParams) -> TrainResult
         run_id,
         {
             "status": "promoted" if params.promote else "published",
-            "version": version,
+            "version": candidate.version,
             "manifest_sha256": manifest_sha,
             "rows": outcome.rows,
             "metrics": manifest["metrics"],
-            "stages": _rounded(stage.seconds),
+            "stages": stage.rounded(),
             "finished_at": _now(),
         },
     )
@@ -202,10 +113,6 @@ def train_and_publish(settings: Settings, params: TrainingParams) -> TrainResult
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
-
-
-def _rounded(seconds: dict[str, float]) -> dict[str, float]:
-    return {k: round(v, 3) for k, v in seconds.items()}
 
 
 def _params(params: TrainingParams) -> dict:

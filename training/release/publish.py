@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -77,7 +78,12 @@ def _order(version: str) -> tuple[datetime, str]:
 
 
 def publish_version(
-    store: ModelStore, version: str, files: dict[str, bytes], manifest: dict
+    store: ModelStore,
+    version: str,
+    files: dict[str, bytes],
+    manifest: dict,
+    *,
+    after_write: Callable[[str], None] | None = None,
 ) -> str:
     """Write a version bundle: every file create-only, then ``manifest.json`` last.
 
@@ -108,6 +114,8 @@ def publish_version(
         ) from None
     for name, data in sorted(files.items()):
         store.write_new(version_key(version, name), data)
+        if after_write is not None:
+            after_write(name)
     store.write_new(version_key(version, MANIFEST_FILE), manifest_bytes)
     return sha256_hex(manifest_bytes)
 
