@@ -2,6 +2,9 @@
 
 Handlers: ``predict`` and ``health`` (one function each), or ``handler``, which routes
 ``/health`` to health and every other path to predict (one function behind one URL).
+``retrain`` takes EventBridge Scheduler events (the schedule's Input carries its ARN and
+scheduled time) and calls ``training.retrain.run_retrain``; it is deployed from the
+retrain package and imports the training stack only when called.
 Routes and the contract are those of the GCF functions (``openapi.yaml``): ``/`` or
 ``/predict`` (POST), ``/model`` or ``/predict/model`` (GET), ``/`` or ``/health`` (GET).
 """
@@ -62,3 +65,11 @@ def handler(event: dict, context: object = None) -> dict:
     """One function for both: ``/health`` goes to health, anything else to predict."""
     path = event.get("rawPath") or ""
     return health(event, context) if path.startswith("/health") else predict(event, context)
+
+
+def retrain(event: dict, context: object = None) -> dict:
+    """One scheduled run per EventBridge Scheduler time; duplicates are no-ops."""
+    from training.retrain import run_retrain
+    from training.retrain.trigger import from_eventbridge
+
+    return run_retrain(from_eventbridge(event)).to_dict()

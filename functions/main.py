@@ -3,6 +3,11 @@
 Targets: ``predict`` (``POST /`` scores customers, ``GET /model`` describes the served
 model) and ``health`` (``GET /``, readiness). The contract is ``openapi.yaml``; all logic
 is in :mod:`segmentation.api`, shared with the AWS Lambda adapter (``aws_lambda.py``).
+
+``retrain`` (a CloudEvent target for the Pub/Sub messages Cloud Scheduler publishes) and
+``retrain_http`` (``POST /retrain``, a manual run) call ``training.retrain.run_retrain``;
+they are deployed from the retrain package, which has the training stack, and import it
+only when called, so the serving package never loads it.
 The model loads in a background thread on first request of each process.
 """
 
@@ -43,3 +48,20 @@ def predict(request: flask.Request) -> flask.Response:
 def health(request: flask.Request) -> flask.Response:
     """200 with the verified model's identity, else 503 with Retry-After."""
     return _response(SERVICE.health(_request(request)))
+
+
+@functions_framework.cloud_event
+def retrain(event) -> None:
+    """One scheduled run per Cloud Scheduler time; duplicates and overlaps are no-ops."""
+    from training.retrain import run_retrain
+    from training.retrain.trigger import from_pubsub
+
+    run_retrain(from_pubsub(event.data))  # an unexpected failure raises: Pub/Sub retries
+
+
+@functions_framework.http
+def retrain_http(request: flask.Request) -> flask.Response:
+    """``POST /retrain`` with ``{"force": true}`` and an ``Idempotency-Key`` header."""
+    from training.retrain.http import handle
+
+    return _response(handle(_request(request), request.headers.get("Idempotency-Key")))

@@ -23,6 +23,8 @@ COMMANDS: dict[str, str] = {
     "serve": "Start the local emulator: predict and health over HTTP on 127.0.0.1.",
     "models": "List, show, promote or roll back model versions.",
     "drift": "Check the customers' drift from the current model (exit 0 none, 1 warn, 3 act).",
+    "retrain": "Run the scheduled retrain once: features, drift, decide, train, gate, promote.",
+    "runs": "List the run ledger: trigger, key, decision, drift, gates, metrics, outcome.",
     "contract": "Regenerate the dbt staging YAML and the OpenAPI document from the schema.",
 }
 

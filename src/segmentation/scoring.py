@@ -85,6 +85,11 @@ class Scorer:
         self.output_names = [o.name for o in self.session.get_outputs()]
         self._order = [self.output_names.index(n) for n in OUTPUT_NAMES if n in self.output_names]
 
+    @property
+    def model_bytes(self) -> bytes:
+        """The verified ``model.onnx`` this session runs."""
+        return self._model_bytes
+
     def for_bulk(self) -> Scorer:
         """A scorer of the same verified model for large batches: every core per run."""
         return Scorer(self._model_bytes, self.input_names, threads=0)

@@ -1,4 +1,8 @@
-"""`segmentation features`: run `dbt build` on SEGMENTATION_DATA into SEGMENTATION_WAREHOUSE."""
+"""`segmentation features`: run `dbt build` on SEGMENTATION_DATA into SEGMENTATION_WAREHOUSE.
+
+Builds the feature layer (staging, quarantine, customer_features and their tests), never
+batch scoring: that needs a model version and is `segmentation score`'s job.
+"""
 
 from __future__ import annotations
 
@@ -13,15 +17,18 @@ TOP_REASONS = 10
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the subcommand's options."""
-    parser.add_argument("--select", help="dbt selection (default: every model and test)")
+    parser.add_argument(
+        "--select", help="dbt selection (default: the feature layer, FEATURE_SELECTION)"
+    )
     parser.add_argument("--quiet", action="store_true", help="hide dbt's progress lines")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Build, then print row counts, the quarantine's reasons, warnings and seconds."""
-    from training.features import build_features
+    from training.features import FEATURE_SELECTION, build_features
 
-    result = build_features(settings, select=args.select, quiet=args.quiet)
+    select = args.select or FEATURE_SELECTION
+    result = build_features(settings, select=select, quiet=args.quiet)
     print(f"staged: {_count(result.staged_rows)}")
     print(f"quarantined: {_count(result.quarantined_rows)}")
     reasons = list(result.quarantine_reasons.items())

@@ -45,6 +45,8 @@ def _table(rows: list[list[str]]) -> str:
 def _status(info: publish.VersionInfo) -> str:
     if not info.complete:
         return "incomplete"
+    if info.rejected:
+        return "rejected"
     return "withdrawn" if info.withdrawn else "complete"
 
 

@@ -63,6 +63,17 @@ class RunRecord:
         return str((self.finished or {}).get("status", "started"))
 
 
+def read_run(store: ModelStore, run_id: str) -> RunRecord | None:
+    """One run's records; None when it never started."""
+    started, _ = store.read_versioned(_key(run_id, STARTED))
+    if started is None:
+        return None
+    finished, _ = store.read_versioned(_key(run_id, FINISHED))
+    return RunRecord(
+        run_id, json.loads(started), None if finished is None else json.loads(finished)
+    )
+
+
 def list_runs(store: ModelStore) -> list[RunRecord]:
     """Every run in the ledger, oldest run id first."""
     files: dict[str, set[str]] = {}

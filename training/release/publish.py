@@ -40,6 +40,7 @@ class VersionInfo:
     complete: bool  # manifest.json present: the version was fully published
     is_current: bool
     withdrawn: bool = False  # rolled back from; promote refuses it unless explicit
+    rejected: bool = False  # refused by the retrain gates; never promoted
 
 
 def _utc_stamp(moment: datetime) -> str:
@@ -144,6 +145,20 @@ def _withdrawn_key(version: str) -> str:
     return f"withdrawn/{version}.json"
 
 
+def rejected_key(version: str) -> str:
+    """Marker of a version the retrain gates refused (``reject``)."""
+    return f"rejected/{version}.json"
+
+
+def reject(store: ModelStore, version: str, reasons: list[str], measures: dict) -> None:
+    """Mark ``version`` rejected with its reasons, before it is published: from then on
+    ``promote`` refuses it, so no crash between publishing and marking can leave a
+    rejected candidate promotable."""
+    record = {"version": version, "reasons": reasons, "measures": measures}
+    record["rejected_at"] = _utc_stamp(datetime.now(UTC))
+    store.write_new(rejected_key(version), json.dumps(record, indent=2, default=str).encode())
+
+
 def _swap(store: ModelStore, new: Pointer, token: str | None) -> Pointer:
     try:
         store.swap_pointer(new, token)
@@ -159,12 +174,15 @@ def _swap(store: ModelStore, new: Pointer, token: str | None) -> Pointer:
 def promote(store: ModelStore, version: str, *, allow_older: bool = False) -> Pointer:
     """Make ``version`` current with a compare-and-swap of the pointer.
 
-    Refuses (``StoreConflict``) a version older than the current one or one withdrawn by
-    a rollback, unless ``allow_older``; refuses (``ModelContractError``) an incomplete or
-    corrupted version. Promoting the current version again changes nothing. A concurrent
-    promoter that moves the pointer first makes this call raise ``StoreConflict``.
+    Refuses (``StoreConflict``) a version the retrain gates rejected, and, unless
+    ``allow_older``, one older than the current one or withdrawn by a rollback; refuses
+    (``ModelContractError``) an incomplete or corrupted version. Promoting the current
+    version again changes nothing. A concurrent promoter that moves the pointer first makes
+    this call raise ``StoreConflict``.
     """
     manifest_sha = verify_version(store, version)
+    if store.exists(rejected_key(version)):
+        raise StoreConflict(f"version {version} was rejected by the retrain gates")
     current, token = store.read_pointer()
     if current is not None and current.version == version:
         return current
@@ -230,6 +248,7 @@ def list_versions(store: ModelStore) -> list[VersionInfo]:
         if len(parts) == 3:
             names.setdefault(parts[1], set()).add(parts[2])
     withdrawn = {key.split("/")[1].removesuffix(".json") for key in store.list("withdrawn/")}
+    rejected = {key.split("/")[1].removesuffix(".json") for key in store.list("rejected/")}
     infos = []
     for version, files in names.items():
         try:
@@ -243,6 +262,7 @@ def list_versions(store: ModelStore) -> list[VersionInfo]:
                 complete=MANIFEST_FILE in files,
                 is_current=current is not None and current.version == version,
                 withdrawn=version in withdrawn,
+                rejected=version in rejected,
             )
         )
     oldest = datetime.min.replace(tzinfo=UTC)
