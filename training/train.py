@@ -17,7 +17,7 @@ from segmentation import Settings
 from segmentation.store import open_store
 from training.candidate import Stages, publish_candidate, train_candidate
 from training.model.params import TrainingParams
-from training.release import ledger
+from training.release import ledger, tracking
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,18 @@ def train_and_publish(settings: Settings, params: TrainingParams) -> TrainResult
         stage("publish")
         manifest_sha = publish_candidate(store, candidate, promote=params.promote)
         stage.done()
+        status = "promoted" if params.promote else "published"
+        tracking.log_training_run(
+            settings,
+            version=candidate.version,
+            model_bytes=candidate.model_bytes,
+            manifest=candidate.manifest,
+            report=candidate.report,
+            params=_params(params),
+            status=status,
+        )
+        if params.promote:
+            tracking.sync_champion(settings, store)
     except BaseException as exc:  # whatever stops the run (a gate, a bug, Ctrl-C) is recorded
         error = f"{type(exc).__name__}: {exc}"[:500]
         finished = {"status": "failed", "error": error, "finished_at": _now()}
@@ -99,7 +111,7 @@ def train_and_publish(settings: Settings, params: TrainingParams) -> TrainResult
         store,
         run_id,
         {
-            "status": "promoted" if params.promote else "published",
+            "status": status,
             "version": candidate.version,
             "manifest_sha256": manifest_sha,
             "rows": outcome.rows,

@@ -12,7 +12,7 @@ import json
 
 from segmentation import ModelContractError, Settings
 from segmentation.store import ModelStore, open_store
-from training.release import publish
+from training.release import publish, tracking
 
 HELP = "List, show, promote or roll back model versions."
 
@@ -102,5 +102,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         pointer = publish.promote(store, args.version, allow_older=args.allow_older)
     else:
         pointer = publish.rollback(store, args.to_version)
+    tracking.sync_champion(settings, store)  # MLflow's champion follows the pointer
     print(f"current: {pointer.version} (previous: {pointer.previous or 'none'})")
     return 0

@@ -29,7 +29,7 @@ from training.candidate import Stages, publish_candidate, train_candidate
 from training.features import build_features
 from training.model.params import TrainingParams
 from training.monitoring.check import check_drift
-from training.release import ledger, publish
+from training.release import ledger, publish, tracking
 from training.retrain.coordination import acquire_lease, read_claim, release_lease, take_claim
 from training.retrain.faults import Failpoints
 from training.retrain.gates import gate_candidate
@@ -153,6 +153,16 @@ def _run(settings: Settings, store: ModelStore, trigger: Trigger, run_id: str, f
             publish.promote(store, candidate.version)
         stage.done()
     outcome = "promoted" if gates.passed else "rejected"
+    tracking.log_training_run(
+        settings,
+        version=candidate.version,
+        model_bytes=candidate.model_bytes,
+        manifest=candidate.manifest,
+        report=candidate.report,
+        params=dataclasses.asdict(params),
+        status=outcome,
+    )
+    tracking.sync_champion(settings, store)
     return {
         **out,
         "outcome": outcome,
