@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import warnings
 from contextlib import contextmanager
+from pathlib import Path
 
 import onnx
 
@@ -49,6 +50,19 @@ def _mlflow(settings: Settings):
         yield mlflow
 
 
+def _experiment(mlflow, uri: str) -> None:
+    """Use the project's experiment; created with its artifacts beside a SQLite tracking
+    database (MLflow's default for a database URI is ``./mlruns`` in whatever folder the
+    process runs in)."""
+    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+        location = None
+        if uri.startswith("sqlite:///"):
+            database = Path(uri.removeprefix("sqlite:///"))
+            location = (database.parent / f"{database.stem}-artifacts").resolve().as_uri()
+        mlflow.create_experiment(EXPERIMENT, artifact_location=location)
+    mlflow.set_experiment(EXPERIMENT)
+
+
 @_tolerant
 def log_training_run(
     settings: Settings,
@@ -65,7 +79,7 @@ def log_training_run(
     if not settings.mlflow_tracking_uri:
         return None
     with _mlflow(settings) as mlflow:
-        mlflow.set_experiment(EXPERIMENT)
+        _experiment(mlflow, settings.mlflow_tracking_uri)
         with mlflow.start_run(run_name=version) as run:
             mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
             numeric = {
