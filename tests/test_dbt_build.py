@@ -7,6 +7,7 @@ the source tree.
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 from pathlib import Path
@@ -18,7 +19,8 @@ from segmentation import ConfigError, FeatureBuildError, Settings
 from segmentation.schema import FIELDS, ID_RAW_NAME, RAW_NAMES
 from training import cli
 from training.data import dirty_counts, write_customers
-from training.features import build_features
+from training.features import FEATURE_SELECTION, build_features
+from training.features._dbt import dbt_args, invoke
 
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cc_general.csv"
 EXPECTED_REAL_WARNINGS = {
@@ -328,3 +330,117 @@ def test_features_command_builds_parquet_and_prints_counts(tmp_path, monkeypatch
     assert "balance: minimum 0: 1" in out
     assert "features: 1" in out
     assert "DBT_SEND_ANONYMOUS_USAGE_STATS" not in os.environ  # nothing writes os.environ
+
+
+def _dbt(command: str, tmp: Path, select: str | None = None, extra: tuple = ()):
+    """Run a dbt command that reads no data (parse, ls) with every scoring model enabled."""
+    vars = {
+        "segmentation_data": str(tmp / "absent.csv"),
+        "segmentation_warehouse": ":memory:",
+        "segmentation_model_version": "v20260101T000000Z-00000000",
+    }
+    paths = {"target_path": tmp / "target", "log_path": tmp / "logs"}
+    return invoke(dbt_args(command, vars=vars, select=select, quiet=True, extra=extra, **paths))
+
+
+def test_feature_selection_is_staging_and_features_with_all_their_tests_and_no_scoring(
+    tmp_path,
+):
+    manifest = _dbt("parse", tmp_path).result
+    layer = {
+        "source.segmentation.raw.customers",
+        "model.segmentation.base_customers",
+        "model.segmentation.stg_customers",
+        "model.segmentation.stg_customers__quarantine",
+        "model.segmentation.customer_features",
+    }
+    tests = {
+        uid
+        for uid, node in manifest.nodes.items()
+        if node.resource_type == "test" and set(node.depends_on.nodes) <= layer
+    }
+    scoring = {uid for uid in manifest.nodes if "customer_segments" in uid or "segment_prof" in uid}
+    assert "test.segmentation.assert_no_raw_row_dropped" in tests  # reads the source
+    assert len(scoring) > 2  # enabled by the version var: the selection must leave them out
+    listed = _dbt(
+        "ls",
+        tmp_path,
+        select=FEATURE_SELECTION,
+        extra=("--resource-type", "all", "--output", "json", "--output-keys", "unique_id"),
+    ).result
+    assert {json.loads(line)["unique_id"] for line in listed} == layer | tests
+
+
+def _large_file(tmp: Path, n_rows: int, suffix: str, planted: dict[int, tuple[str, str]]) -> Path:
+    """``n_rows`` valid customers ``C<line>``; ``planted`` replaces the id and balance of
+    some lines (1-based, header excluded)."""
+    rows = [
+        (planted[i][0], {"BALANCE": planted[i][1]}) if i in planted else (f"C{i}", {})
+        for i in range(1, n_rows + 1)
+    ]
+    path = write_csv(tmp / "large.csv", rows)
+    if suffix == "csv":
+        return path
+    parquet = tmp / "large.parquet"
+    with duckdb.connect() as con:
+        # Typed, in row groups of 20k rows: DuckDB scans them on every thread at once.
+        con.execute(
+            f"copy (select * from read_csv('{path}')) to '{parquet}' "
+            "(format parquet, row_group_size 20000)"
+        )
+    return parquet
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_first_valid_occurrence_in_file_order_wins_in_a_file_read_in_parallel(tmp_path, suffix):
+    # 26 MB of CSV: DuckDB splits it into chunks for its threads (a 4-thread scan without
+    # a fixed-order operator returns about 90% of its rows out of line order).
+    n = 300_000
+    planted = {
+        2: ("DUP-A", "111"),  # kept: the first occurrence...
+        n - 1: ("DUP-A", "999"),  # ...over a copy near the end
+        3: ("DUP-B", "-1"),  # rejected, so the later valid re-send is kept
+        n: ("DUP-B", "222"),
+        n - 3: ("DUP-C", "333"),  # two copies near the end: the earlier is kept
+        n - 2: ("DUP-C", "444"),
+    }
+    data = _large_file(tmp_path, n, suffix, planted)
+    settings = settings_for(tmp_path, data)
+    build_features(settings, quiet=True, **dbt_paths(tmp_path))
+    kept = query(
+        settings,
+        "select customer_id, balance from stg_customers where customer_id like 'DUP-%' order by 1",
+    )
+    assert kept == [("DUP-A", 111.0), ("DUP-B", 222.0), ("DUP-C", 333.0)]
+    quarantined = query(
+        settings,
+        "select source_row_number, customer_id, rejection_reason "
+        "from stg_customers__quarantine order by 1",
+    )
+    assert quarantined == [
+        (3, "DUP-B", "balance: minimum 0"),
+        (n - 2, "DUP-C", "customer_id: duplicate"),
+        (n - 1, "DUP-A", "customer_id: duplicate"),
+    ]
+    # Every other row's number is its line in the file, which its id spells out.
+    [(rows, misnumbered)] = query(
+        settings,
+        "select count(*), count(*) filter (where customer_id <> 'C' || source_row_number) "
+        "from base_customers where customer_id not like 'DUP-%'",
+    )
+    assert (rows, misnumbered) == (n - len(planted), 0)
+
+
+@pytest.mark.slow
+def test_features_output_has_no_colour_codes_when_not_on_a_terminal(tmp_path, monkeypatch, capfd):
+    monkeypatch.setenv("SEGMENTATION_DATA", str(write_csv(tmp_path / "one.csv", [("K1", {})])))
+    monkeypatch.setenv("SEGMENTATION_WAREHOUSE", str(tmp_path / "warehouse.duckdb"))
+    monkeypatch.setenv("SEGMENTATION_MODEL_STORE", str(tmp_path / "store"))
+    monkeypatch.setenv("DBT_TARGET_PATH", str(tmp_path / "target"))
+    monkeypatch.setenv("DBT_LOG_PATH", str(tmp_path / "logs"))
+    assert cli.main(["features"]) == 0  # not --quiet: dbt's progress lines are shown
+    out, err = capfd.readouterr()
+    assert "START sql table model main.base_customers" in out  # dbt did print
+    assert "\x1b[" not in out and "\x1b[" not in err
+    assert "\x1b[" not in (tmp_path / "logs" / "dbt.log").read_text()

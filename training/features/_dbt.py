@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,9 +50,11 @@ def dbt_args(
     if log_path:
         args += ["--log-path", str(log_path)]
     if select:
-        # Only tests whose parents are all selected: a test of a model outside the
-        # selection (e.g. batch scoring's relationship to stg_customers) cannot pass.
-        args += ["--select", select, "--indirect-selection", "cautious"]
+        # Tests whose parents are selected or upstream of the selection: the feature
+        # layer's row balance (it reads the source) and batch scoring's relationship to
+        # stg_customers run, while a test of a model built later (scoring, during
+        # `segmentation features`) does not.
+        args += ["--select", select, "--indirect-selection", "buildable"]
     if quiet:
         args += ["--quiet"]
     return args + list(extra)
@@ -114,8 +117,34 @@ def invoke(args: list[str]) -> Any:
     return outcome
 
 
-def _first_line(message: str | None) -> str:
-    return (message or "").strip().splitlines()[0] if (message or "").strip() else ""
+def run_build(args: list[str]) -> tuple[float, list[str]]:
+    """Run ``dbt build`` with ``args``; return its seconds and warning lines.
+
+    Raises
+    ------
+    FeatureBuildError
+        A model failed or an error-level data test found rows; the message names them.
+    """
+    started = time.perf_counter()
+    outcome = invoke(args)
+    seconds = time.perf_counter() - started
+    warnings, failures = summarise(outcome.result.results if outcome.result else [])
+    if failures or not outcome.success:
+        raise FeatureBuildError(
+            f"dbt build failed ({len(failures)} failing nodes): " + "; ".join(failures)
+        )
+    return seconds, warnings
+
+
+def _reason(message: str | None) -> str:
+    """The line of a node's error that says why: a Python model's exception (the last
+    line of its traceback) or the database's error under dbt's "Runtime Error in ..."."""
+    lines = [line.strip() for line in (message or "").splitlines() if line.strip()]
+    if not lines:
+        return ""
+    if any(line.startswith("Traceback") for line in lines):
+        return lines[-1].removeprefix("segmentation.errors.")
+    return lines[1] if len(lines) > 1 and lines[0].endswith(")") else lines[0]
 
 
 def summarise(results: Any) -> tuple[list[str], list[str]]:
@@ -129,5 +158,5 @@ def summarise(results: Any) -> tuple[list[str], list[str]]:
         elif status == "fail":
             failures.append(f"test {name}: {result.failures} rows")
         elif status == "error":
-            failures.append(f"{result.node.resource_type} {name}: {_first_line(result.message)}")
+            failures.append(f"{result.node.resource_type} {name}: {_reason(result.message)}")
     return warnings, failures

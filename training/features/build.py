@@ -10,20 +10,21 @@ from __future__ import annotations
 
 import logging
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from segmentation import FeatureBuildError, Settings
-from training.features._dbt import dbt_args, invoke, summarise
+from training.features._dbt import dbt_args, invoke, run_build, summarise
 from training.features.raw_file import check_raw_file
 from training.features.warehouse import FEATURE_MODEL, build_counts
 
 log = logging.getLogger(__name__)
 
-#: What ``segmentation features`` builds: staging, quarantine and features, never scoring.
-FEATURE_SELECTION = "staging customer_features"
+#: What ``segmentation features`` and training build: the raw source, staging (base,
+#: valid rows, quarantine), customer_features and their tests; never batch scoring,
+#: which needs a model version (``training.features.scoring``).
+FEATURE_SELECTION = "path:models/staging path:models/marts/customer_features.sql"
 #: Compile against an in-memory database: the compiled SQL then names the same relation
 #: whatever the warehouse file, so its hash is stable and no warehouse lock is taken.
 _COMPILE_WAREHOUSE = ":memory:"
@@ -74,8 +75,9 @@ def build_features(
     Parameters
     ----------
     settings : where the raw file, the warehouse and dbt's folders are.
-    select : a dbt selection; default staging and features (scoring is
-        ``training.features.scoring``'s job, with an explicit model version).
+    select : a dbt selection; default :data:`FEATURE_SELECTION` (staging and
+        features). Batch scoring is disabled without a model version var, so it is
+        never built here: that is :func:`training.features.scoring.build_scores`.
     vars : extra dbt vars, overriding the ones derived from ``settings``.
     target_path, log_path : dbt's ``target/`` and ``logs/`` folders; default
         ``settings.dbt_target_path`` / ``dbt_log_path``, then the project folder.
@@ -108,14 +110,7 @@ def build_features(
         log_path=log_path or settings.dbt_log_path,
         quiet=quiet,
     )
-    started = time.perf_counter()
-    outcome = invoke(args)
-    seconds = time.perf_counter() - started
-    warnings, failures = summarise(outcome.result.results if outcome.result else [])
-    if failures or not outcome.success:
-        raise FeatureBuildError(
-            f"dbt build failed ({len(failures)} failing nodes): " + "; ".join(failures)
-        )
+    seconds, warnings = run_build(args)
     staged, quarantined, features, reasons = build_counts(all_vars["segmentation_warehouse"])
     log.info("dbt build finished in %.1f s with %d warnings", seconds, len(warnings))
     return BuildResult(

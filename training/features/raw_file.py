@@ -8,6 +8,7 @@ half-way through a build. Only the header (CSV) or the schema (Parquet) is read.
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 from pathlib import Path
 
@@ -19,6 +20,8 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 REQUIRED_COLUMNS = (ID_RAW_NAME, *RAW_NAMES)
 #: Bytes read to find the CSV header line: far more than the 18 column names need.
 _HEADER_BYTES = 64 * 1024
+#: What every refusal says was expected.
+_EXPECTED = f"the CC GENERAL columns {ID_RAW_NAME} + {len(RAW_NAMES)} behaviour columns, each once"
 
 
 def is_parquet(path: Path | str) -> bool:
@@ -26,16 +29,25 @@ def is_parquet(path: Path | str) -> bool:
 
 
 def _csv_header(path: Path) -> list[str]:
-    with path.open("rb") as fh:
-        head = fh.read(_HEADER_BYTES)
+    # DuckDB's read_csv decompresses .gz by suffix; so does this check.
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as fh:
+            head = fh.read(_HEADER_BYTES)
+    except (OSError, EOFError):  # gzip.BadGzipFile is an OSError
+        raise InvalidInput(
+            "file", f"gzip-compressed CSV with {_EXPECTED} ({path} is not)"
+        ) from None
     if not head.strip():
-        raise InvalidInput("file", f"non-empty CSV or Parquet file ({path} is empty)")
+        raise InvalidInput("file", f"a CSV or Parquet file with {_EXPECTED} ({path} is empty)")
     if b"\x00" in head:
-        raise InvalidInput("file", f"CSV text or a .parquet file ({path} is binary)")
+        raise InvalidInput(
+            "file", f"CSV text, or a .parquet file, with {_EXPECTED} ({path} is binary)"
+        )
     try:
         text = head.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise InvalidInput("file", f"UTF-8 CSV text ({path} is not)") from None
+        raise InvalidInput("file", f"UTF-8 CSV text with {_EXPECTED} ({path} is not)") from None
     line = text.splitlines()[0] if text.splitlines() else ""
     return [c.strip() for c in next(csv.reader(io.StringIO(line)), [])]
 
@@ -46,7 +58,9 @@ def _parquet_header(path: Path) -> list[str]:
     try:
         return list(pq.read_schema(path).names)
     except Exception:  # pyarrow raises several types for a file that is not Parquet
-        raise InvalidInput("file", f"a Parquet file ({path} cannot be read as one)") from None
+        raise InvalidInput(
+            "file", f"a Parquet file with {_EXPECTED} ({path} cannot be read as one)"
+        ) from None
 
 
 def check_raw_file(path: Path) -> list[str]:
@@ -71,9 +85,5 @@ def check_raw_file(path: Path) -> list[str]:
         parts = [f"missing {missing}"] if missing else []
         parts += [f"duplicated {duplicated}"] if duplicated else []
         parts += [f"unexpected {unexpected}"] if unexpected else []
-        raise InvalidInput(
-            "header",
-            f"the CC GENERAL columns {ID_RAW_NAME} + {len(RAW_NAMES)} behaviour columns, "
-            f"each once ({path}: {'; '.join(parts)})",
-        )
+        raise InvalidInput("header", f"{_EXPECTED} ({path}: {'; '.join(parts)})")
     return columns

@@ -14,6 +14,8 @@ import duckdb
 FEATURE_MODEL = "customer_features"
 STAGED_MODEL = "stg_customers"
 QUARANTINE_MODEL = "stg_customers__quarantine"
+SEGMENTS_MODEL = "customer_segments"
+PROFILES_MODEL = "segment_profiles"
 #: Separator between the reasons of one quarantined row (see base_customers.sql).
 REASON_SEPARATOR = "; "
 
@@ -69,3 +71,15 @@ def build_counts(warehouse: str) -> tuple[int | None, int | None, int | None, di
         quarantined = row_count(con, QUARANTINE_MODEL)
         reasons = quarantine_reasons(con) if quarantined else {}
         return staged, quarantined, row_count(con, FEATURE_MODEL), reasons
+
+
+def segment_counts(warehouse: str, version: str) -> list[tuple[int, str, int]]:
+    """(segment id, name, customers) that ``version`` scored into customer_segments."""
+    # Same process as dbt-duckdb: default settings, see build_counts.
+    with duckdb.connect(warehouse) as con:
+        rows = con.execute(
+            f'select segment_id, any_value(segment_name), count(*) from "{SEGMENTS_MODEL}" '
+            "where model_version = ? group by segment_id order by segment_id",
+            [version],
+        ).fetchall()
+    return [(int(i), str(name), int(n)) for i, name, n in rows]

@@ -1,9 +1,13 @@
-"""Batch scoring for analysts: every staged customer's segment from the current model.
+"""Batch scoring for analysts: every staged customer's segment from ONE named model version.
 
-Loads the model the store's pointer names (SEGMENTATION_MODEL_STORE), verified exactly as serving
-verifies it (sha256 of every file against the manifest, graph signature, golden rows),
-and scores stg_customers with onnxruntime in batches. With no current model yet it returns
-an empty table with the same columns, so `dbt build` before the first training passes.
+The version comes from the `segmentation_model_version` var (with
+`segmentation_model_manifest_sha256` when the caller read it from the store's pointer, as
+`segmentation score` does), never from the store's current pointer: the table is a
+function of the build's inputs, and the version is in the node's config (lineage) and in
+every row. The bundle is verified exactly as serving verifies it (manifest sha256, sha256
+of every file, graph signature, golden rows), then stg_customers is scored with
+onnxruntime in batches. Without the var the model is disabled (customer_segments.yml).
+Imports only the core `segmentation` package, never `training`.
 """
 
 import numpy as np
@@ -23,14 +27,24 @@ SCHEMA = pa.schema(
 )
 
 
-def _current_bundle(model_store: str):
-    from segmentation import Settings
+def _verified_bundle(model_store: str, version: str, manifest_sha256: str):
+    from segmentation import ModelContractError
     from segmentation.bundle import load_bundle
-    from segmentation.store import open_store
+    from segmentation.bundle_format import MANIFEST_FILE, sha256_hex
+    from segmentation.store import Pointer, open_store, version_key
 
-    store = open_store(model_store or Settings.from_env().model_store)
-    pointer, _ = store.read_pointer()
-    return None if pointer is None else load_bundle(store, pointer)
+    store = open_store(model_store)
+    if not manifest_sha256:
+        # Only the version was named (an analyst running dbt by hand): the manifest's own
+        # bytes identify it, and load_bundle checks every file against that manifest.
+        try:
+            manifest_sha256 = sha256_hex(store.read(version_key(version, MANIFEST_FILE)))
+        except FileNotFoundError:
+            raise ModelContractError(
+                f"customer_segments: version {version} has no {MANIFEST_FILE} in the "
+                f"model store {store.uri} (unknown or incompletely published)"
+            ) from None
+    return load_bundle(store, Pointer(version, manifest_sha256, promoted_at=""))
 
 
 def _score_batch(bundle, batch: pa.RecordBatch, names: tuple) -> pa.RecordBatch:
@@ -61,11 +75,13 @@ def _score_batch(bundle, batch: pa.RecordBatch, names: tuple) -> pa.RecordBatch:
 def model(dbt, session):
     dbt.config(materialized="table")
     staged = dbt.ref("stg_customers")
-    # The `segmentation_model_store` var (set by `segmentation score`), else
-    # SEGMENTATION_MODEL_STORE, else the local default: see customer_segments.yml.
-    bundle = _current_bundle(dbt.config.get("model_store"))
-    if bundle is None:
-        return SCHEMA.empty_table()
+    # From the vars `segmentation score` passes (customer_segments.yml).
+    version = dbt.config.get("model_version")
+    if not version:  # the YAML disables the model then; never "whatever is current"
+        raise ValueError("customer_segments: the segmentation_model_version var is required")
+    bundle = _verified_bundle(
+        dbt.config.get("model_store"), version, dbt.config.get("model_manifest_sha256")
+    )
     names = bundle.manifest.input_names
     projection = ", ".join(
         ["customer_id::varchar as customer_id"] + [f"{n}::double as {n}" for n in names]

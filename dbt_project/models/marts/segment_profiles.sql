@@ -1,7 +1,9 @@
-{#- One row per segment of the current model: size, share, distance and the mean of
-    every engineered feature (avg_<feature>), for analysts. Feature columns follow
-    customer_features, so a new feature appears here without editing this model. -#}
-{%- set feature_columns = feature_columns(ref('customer_features')) %}
+{#- One row per segment of the model version that scored customer_segments: size,
+    share, distances and the mean of every engineered feature (avg_<feature>), for
+    analysts. The features come from the generated macro feature_names()
+    (customer_features.yml), so the columns are known at parse time and
+    segment_profiles.yml declares every one under an enforced contract. -#}
+{%- set feature_columns = feature_names() %}
 
 with
 
@@ -20,11 +22,13 @@ features as (
 scored_features as (
 
     select
-        features.*,
         segments.model_version,
         segments.segment_id,
         segments.segment_name,
-        segments.distance
+        segments.distance,
+        {%- for name in feature_columns %}
+            features.{{ name }}{% if not loop.last %},{% endif %}
+        {%- endfor %}
     from segments
     inner join features on segments.customer_id = features.customer_id
 
@@ -39,10 +43,10 @@ profiles as (
         count(*) as customer_count,
         count(*) / sum(count(*)) over (partition by model_version) as customer_share,
         avg(distance) as avg_distance,
+        max(distance) as max_distance,
         {%- for name in feature_columns %}
-            avg({{ name }}) as avg_{{ name }},
+            avg({{ name }}) as avg_{{ name }}{% if not loop.last %},{% endif %}
         {%- endfor %}
-        max(distance) as max_distance
     from scored_features
     group by model_version, segment_id, segment_name
 

@@ -8,20 +8,11 @@
 
 with
 
-source as (
-
-    select * from {{ source('raw', 'customers') }}
-
-),
-
 numbered as (
 
-    -- File order: DuckDB preserves insertion order through this streaming window, and
-    -- duplicates are resolved by it.
-    select
-        *,
-        row_number() over () as source_row_number
-    from source
+    -- Each row's position in the file: duplicates are resolved by it, so it is read
+    -- from the file (see the macro), not left to the order of a scan.
+    {{ with_source_row_number(source('raw', 'customers')) }}
 
 ),
 

@@ -1,0 +1,37 @@
+{#- Every row of the raw-file source `relation` plus `source_row_number`: the row's
+    1-based position in the file, header excluded. Deduplication keeps the first valid
+    occurrence by this number, so it must be the file's order, never the order in which
+    a parallel scan happens to deliver rows. How to read a file position is the engine's
+    business, hence dispatched; only DuckDB is implemented (dbt-spark is to follow). -#}
+{% macro with_source_row_number(relation) -%}
+    {{ return(adapter.dispatch('with_source_row_number', 'segmentation')(relation)) }}
+{%- endmacro %}
+
+{% macro default__with_source_row_number(relation) -%}
+    {{ exceptions.raise_compiler_error(
+        "with_source_row_number: no implementation for adapter '" ~ adapter.type()
+        ~ "': staging needs each raw row's position in the file to deduplicate"
+    ) }}
+{%- endmacro %}
+
+{% macro duckdb__with_source_row_number(relation) -%}
+    {#- `relation` renders as the reader of models/staging/__sources.yml. -#}
+    {%- if (relation.external or '').startswith('read_parquet(') -%}
+        {#- The Parquet reader's own row index in the file (0-based), exact under
+            DuckDB's parallel row-group scan. -#}
+        select
+            * exclude (file_row_number),
+            file_row_number + 1 as source_row_number
+        from {{ relation }}
+    {%- else -%}
+        {#- DuckDB's CSV reader has no file row number ("The file_row_number option is
+            not supported by this reader", DuckDB 2.0). WITH ORDINALITY numbers the rows
+            of the reader itself, in the order it returns them, rather than a derived
+            table whose order SQL leaves undefined; DuckDB plans it as a fixed-order
+            streaming window, which scans the file on one thread from its first byte,
+            so the ordinal is the line's position (tests/test_dbt_build.py checks it on a
+            file large enough to be read in parallel chunks otherwise). -#}
+        select * rename (ordinality as source_row_number)
+        from {{ relation }} with ordinality
+    {%- endif -%}
+{%- endmacro %}
