@@ -172,6 +172,8 @@ def test_a_run_killed_at_a_fault_point_changes_nothing_and_the_next_run_succeeds
     code, result = _finish(_cli(root, store_path, "--force", "--key", "k1"))
     assert code == 0 and result["outcome"] == "promoted"  # the same key, retried after a crash
     assert store.read_pointer()[0].version == result["version"]
+    report = store.read(f"versions/{result['version']}/report.html").decode()
+    assert 'alt="Migration matrix"' in report  # the current model's customers, moved
 
 
 def test_concurrent_deliveries_of_one_key_train_once(first_model):

@@ -143,3 +143,15 @@ def test_the_match_is_a_json_document():
 def test_inconsistent_inputs_are_refused(old_ids, new_shape, field):
     with pytest.raises(ConfigError, match=field):
         match_segment_ids(np.zeros((2, 3)), old_ids, np.zeros(new_shape), np.ones(3))
+
+
+def test_the_migration_matrix_counts_where_each_current_customer_goes():
+    old_rows = np.array([7, 7, 7, 9, 9, 9, 9])  # the current model's ids for 7 customers
+    new_rows = np.array([0, 0, 1, 1, 1, 1, 0])  # the new model's segment index
+    # Identical profiles: new segment 0 keeps id 7, new segment 1 keeps id 9.
+    match = match_segment_ids(
+        np.eye(2), [7, 9], np.eye(2), np.ones(2), old_row_ids=old_rows, new_row_segments=new_rows
+    )
+    assert match.ids == (7, 9)
+    assert set(match.migration) == {(7, 7, 2), (7, 9, 1), (9, 9, 3), (9, 7, 1)}
+    assert match.row_keep_share == pytest.approx(5 / 7)

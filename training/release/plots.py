@@ -121,3 +121,25 @@ def plot_profile_heatmap(
     fig.colorbar(image, ax=ax, label="z-score vs all customers")
     fig.tight_layout()
     return figure_to_base64(fig)
+
+
+def plot_migration(migration: Sequence[dict]) -> str:
+    """The migration matrix: of each current segment's customers, the share in each new
+    segment (rows sum to 1), with the counts written in the cells."""
+    old = sorted({m["old_id"] for m in migration})
+    new = sorted({m["new_id"] for m in migration})
+    counts = np.zeros((len(old), len(new)))
+    for m in migration:
+        counts[old.index(m["old_id"]), new.index(m["new_id"])] = m["customers"]
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    fig = Figure(figsize=(1.1 * len(new) + 3, 0.6 * len(old) + 2))
+    ax = fig.add_subplot(1, 1, 1)
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(new)), [f"new {i}" for i in new], fontsize=8)
+    ax.set_yticks(range(len(old)), [f"current {i}" for i in old], fontsize=8)
+    for (i, j), n in np.ndenumerate(counts):
+        ax.text(j, i, f"{int(n):,}", ha="center", va="center", fontsize=7)
+    fig.colorbar(image, ax=ax, label="share of the current segment's customers")
+    ax.set_title("Where the current model's customers go", fontsize=10)
+    fig.tight_layout()
+    return figure_to_base64(fig)

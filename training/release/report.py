@@ -195,6 +195,9 @@ def build_report(manifest: dict, evaluation: Evaluation, choice: Choice, trust: 
         + f"; fresh ids for segments {ids['fresh']}, retired ids {ids['retired']}; customers "
         f"keeping their id: {_fmt(ids['row_keep_share'])}.</p>",
         _table(id_rows, ("segment index", "id kept", "profile distance (SD)")) if id_rows else "",
+        _img("Migration matrix", plots.plot_migration(ids["migration"]))
+        if ids["migration"]
+        else "",
         "<h2>Feature sets</h2>",
         "<p>Which engineered features separate customers best is measured by "
         "<code>bench/real_data_selection.py</code> on the real data (recorded in "

@@ -42,6 +42,9 @@ class IdMatch:
     mean_distance: float | None
     max_distance: float | None
     row_keep_share: float | None
+    #: (old id, new id, customers): where the current model's customers go (the
+    #: migration matrix); empty without the current model's ids for the same rows.
+    migration: tuple[tuple[int, int, int], ...] = ()
 
     def to_dict(self) -> dict:
         def r(v: float | None) -> float | None:
@@ -57,6 +60,7 @@ class IdMatch:
             "mean_distance": r(self.mean_distance),
             "max_distance": r(self.max_distance),
             "row_keep_share": r(self.row_keep_share),
+            "migration": [{"old_id": o, "new_id": n, "customers": c} for o, n, c in self.migration],
         }
 
 
@@ -116,10 +120,14 @@ def match_segment_ids(
             fresh.append(c)
             next_id += 1
     kept = {o for _, o, _ in matched}
-    keep_share = None
+    keep_share, migration = None, ()
     if old_row_ids is not None and new_row_segments is not None:
         new_row_ids = np.asarray(ids)[np.asarray(new_row_segments)]
         keep_share = float(np.mean(new_row_ids == np.asarray(old_row_ids)))
+        pairs, counts = np.unique(
+            np.column_stack([np.asarray(old_row_ids), new_row_ids]), axis=0, return_counts=True
+        )
+        migration = tuple((int(o), int(n), int(c)) for (o, n), c in zip(pairs, counts, strict=True))
     distances = [d for _, _, d in matched]
     return IdMatch(
         ids=tuple(int(i) for i in ids),
@@ -129,6 +137,7 @@ def match_segment_ids(
         mean_distance=float(np.mean(distances)) if distances else None,
         max_distance=float(np.max(distances)) if distances else None,
         row_keep_share=keep_share,
+        migration=migration,
     )
 
 
