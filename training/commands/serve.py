@@ -75,7 +75,9 @@ class Emulator:
     def start(self, timeout: float = 60.0) -> Emulator:
         base = {
             **os.environ,
+            # The functions read their settings from the environment, like on a platform.
             "SEGMENTATION_MODEL_STORE": self.settings.model_store,
+            "SEGMENTATION_POINTER_POLL_SECONDS": str(self.settings.pointer_poll_seconds),
             "PYTHONUNBUFFERED": "1",
         }
         plan = [
