@@ -47,6 +47,7 @@ from segmentation.schema import FIELD_NAMES, RAW_NAMES  # noqa: E402
 from segmentation.store import LocalStore  # noqa: E402
 from training.clustering.stability import assess_stability  # noqa: E402
 from training.clustering.surrogate import ClusterSpec  # noqa: E402
+from training.features import feature_names  # noqa: E402
 from training.model.params import (  # noqa: E402
     BEHAVIOUR_FEATURES,
     TrainingParams,
@@ -83,7 +84,7 @@ RATIOS = (
     "full_payment_share",
     "payment_consistency_index",
 )
-FULL = (*RATIOS, *(f"log_{m}" for m in MONEY), *FREQUENCIES, "tenure")
+FULL = feature_names()  # every feature of customer_features.yml
 #: Compact behavioural subsets: what customers do (buy, draw cash, repay), one or two
 #: features per behaviour, without the near-duplicates of the full set (the full set has
 #: six purchase features and three cash-advance features, which PCA folds together).
@@ -139,7 +140,7 @@ def compare_feature_sets(raw, feats, seed: int, n_boot: int) -> None:
             0.80,
             True,
         ),
-        "full agreed set (24)": (np.column_stack([feats[f] for f in FULL]), 0.80, True),
+        "all engineered features (24)": (np.column_stack([feats[f] for f in FULL]), 0.80, True),
         "behaviour 6": (np.column_stack([feats[f] for f in BEHAVIOUR_6]), 0.80, True),
         "behaviour 6, no PCA": (np.column_stack([feats[f] for f in BEHAVIOUR_6]), None, True),
         "behaviour 7 (+utilisation)": (

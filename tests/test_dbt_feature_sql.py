@@ -15,33 +15,14 @@ from training.features._dbt import DBT_PROJECT_DIR
 
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cc_general.csv"
 FEATURES_YAML = DBT_PROJECT_DIR / "models" / "marts" / "customer_features.yml"
-#: The names other parts of the project rely on (training, serving, drift).
-AGREED_FEATURES = [
-    "credit_utilization_ratio",
-    "purchases_per_month",
-    "average_ticket",
-    "oneoff_purchase_share",
-    "installment_purchase_share",
-    "cash_advance_ratio",
-    "cash_advance_intensity",
-    "payment_to_minimum_ratio",
-    "full_payment_share",
-    "payment_consistency_index",
-    "log_balance",
-    "log_purchases",
-    "log_oneoff_purchases",
-    "log_installments_purchases",
-    "log_cash_advance",
-    "log_credit_limit",
-    "log_payments",
-    "log_minimum_payments",
-    "balance_frequency",
-    "purchases_frequency",
-    "oneoff_purchases_frequency",
-    "purchases_installments_frequency",
-    "cash_advance_frequency",
-    "tenure",
-]
+def relied_on_features() -> set[str]:
+    """Feature names the code relies on by name: the default clustering features and
+    every feature the segment naming rules score."""
+    from training.model.params import BEHAVIOUR_FEATURES
+    from training.segments.naming import CORE_ARCHETYPES, EXTRA_ARCHETYPES
+
+    rules = {**CORE_ARCHETYPES, **EXTRA_ARCHETYPES}.values()
+    return set(BEHAVIOUR_FEATURES) | {name for terms in rules for name, _ in terms}
 #: Node types the ONNX compiler supports (DESIGN: the train/serve contract), plus the
 #: query scaffolding of CTE chains.
 SUPPORTED = (
@@ -95,7 +76,7 @@ def test_compiled_sql_outputs_the_id_then_the_documented_features_in_order(compi
     columns = final_columns(sqlglot.parse_one(compiled, read="duckdb"))
     assert columns == [c["name"] for c in feature_yaml_columns()]
     assert columns[0] == "customer_id"
-    assert set(AGREED_FEATURES) <= set(columns[1:])
+    assert relied_on_features() <= set(columns[1:])
     assert 15 <= len(columns) - 1 <= 25
 
 

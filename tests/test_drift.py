@@ -10,8 +10,8 @@ import duckdb
 import numpy as np
 import pyarrow.csv as pcsv
 import pytest
+from fixtures.workspace import workspace_settings
 
-from segmentation import Settings
 from segmentation.config import DriftThresholds
 from segmentation.store import open_store
 from training.cli import main
@@ -109,13 +109,7 @@ def served(tmp_path_factory):
     """A model trained on generated customers, and customer files to check against it."""
     root = tmp_path_factory.mktemp("drift")
     write_customers(root / "train.csv", 8_000, seed=1)
-    settings = Settings(
-        data=str(root / "train.csv"),
-        warehouse=str(root / "wh.duckdb"),
-        model_store=str(root / "store"),
-        dbt_target_path=str(root / "target"),
-        dbt_log_path=str(root / "logs"),
-    )
+    settings = workspace_settings(root, root / "train.csv")
     train_and_publish(settings, TrainingParams(seed=3, select=False, k=4, stability_boot=2))
     fresh = generate_customers(8_000, seed=99)  # the same population, other customers
     pcsv.write_csv(fresh, root / "resample.csv")

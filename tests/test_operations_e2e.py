@@ -17,8 +17,8 @@ import urllib.request
 
 import pyarrow.csv as pcsv
 import pytest
+from fixtures.workspace import workspace_settings
 
-from segmentation import Settings
 from segmentation.store import open_store
 from training.commands.serve import Emulator
 from training.data import generate_customers, shift_customers, write_customers
@@ -99,14 +99,7 @@ def _cli(*args: str, env: dict) -> subprocess.CompletedProcess:
 
 def test_drift_retrain_promote_and_rollback_are_served_without_a_restart(tmp_path):
     write_customers(tmp_path / "v1.csv", 3_000, seed=1)
-    settings = Settings(
-        data=str(tmp_path / "v1.csv"),
-        warehouse=str(tmp_path / "wh.duckdb"),
-        model_store=str(tmp_path / "store"),
-        dbt_target_path=str(tmp_path / "target"),
-        dbt_log_path=str(tmp_path / "logs"),
-        pointer_poll_seconds=1.0,
-    )
+    settings = workspace_settings(tmp_path, tmp_path / "v1.csv", pointer_poll_seconds=1.0)
     v1 = train_and_publish(settings, TrainingParams(seed=3, select=False, k=4)).version
     drifted = shift_customers(generate_customers(3_000, seed=77), ("cash_advance", "no_purchases"))
     pcsv.write_csv(drifted, tmp_path / "drifted.csv")

@@ -8,6 +8,7 @@ import dataclasses
 
 import duckdb
 import pytest
+from fixtures.workspace import workspace_settings
 
 from segmentation import Settings
 from segmentation.store import open_store
@@ -28,13 +29,7 @@ def _rows(settings: Settings, sql: str) -> list[tuple]:
 def scored_twice(tmp_path_factory):
     root = tmp_path_factory.mktemp("history")
     write_customers(root / "customers.csv", 2_500, seed=8)
-    settings = Settings(
-        data=str(root / "customers.csv"),
-        warehouse=str(root / "wh.duckdb"),
-        model_store=str(root / "store"),
-        dbt_target_path=str(root / "target"),
-        dbt_log_path=str(root / "logs"),
-    )
+    settings = workspace_settings(root, root / "customers.csv")
     build_features(settings, quiet=True)
     params = TrainingParams(seed=3, select=False, k=4, stability_boot=2)
     first = train_and_publish(settings, params)

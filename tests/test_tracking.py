@@ -7,6 +7,7 @@ import dataclasses
 import warnings
 
 import pytest
+from fixtures.workspace import workspace_settings
 
 from segmentation import Settings
 from segmentation.store import open_store
@@ -24,13 +25,8 @@ pytestmark = pytest.mark.slow
 def tracked(tmp_path_factory):
     root = tmp_path_factory.mktemp("mlflow")
     write_customers(root / "customers.csv", 2_000, seed=4)
-    settings = Settings(
-        data=str(root / "customers.csv"),
-        warehouse=str(root / "wh.duckdb"),
-        model_store=str(root / "store"),
-        dbt_target_path=str(root / "target"),
-        dbt_log_path=str(root / "logs"),
-        mlflow_tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+    settings = workspace_settings(
+        root, root / "customers.csv", mlflow_tracking_uri=f"sqlite:///{root / 'mlflow.db'}"
     )
     params = TrainingParams(seed=3, select=False, k=4, stability_boot=2)
     first = train_and_publish(settings, params)

@@ -76,15 +76,7 @@ def train_and_publish(settings: Settings, params: TrainingParams) -> TrainResult
         manifest_sha = publish_candidate(store, candidate, promote=params.promote)
         stage.done()
         status = "promoted" if params.promote else "published"
-        tracking.log_training_run(
-            settings,
-            version=candidate.version,
-            model_bytes=candidate.model_bytes,
-            manifest=candidate.manifest,
-            report=candidate.report,
-            params=_params(params),
-            status=status,
-        )
+        tracking.log_training_run(settings, candidate, _params(params), status)
         if params.promote:
             tracking.sync_champion(settings, store)
     except BaseException as exc:  # whatever stops the run (a gate, a bug, Ctrl-C) is recorded

@@ -64,22 +64,18 @@ def _experiment(mlflow, uri: str) -> None:
 
 
 @_tolerant
-def log_training_run(
-    settings: Settings,
-    *,
-    version: str,
-    model_bytes: bytes,
-    manifest: dict,
-    report: bytes,
-    params: dict,
-    status: str,
-) -> str | None:
+def log_training_run(settings: Settings, candidate, params: dict, status: str) -> str | None:
     """Log one run (parameters, metrics, the ONNX model, the report) and register the
-    model as a new version tagged with the store's version id; returns the MLflow run id."""
+    model as a new version tagged with the store's version id; returns the MLflow run id.
+
+    ``candidate`` is a ``training.candidate.Candidate`` (its version, model bytes,
+    manifest and report are read).
+    """
     if not settings.mlflow_tracking_uri:
         return None
     with _mlflow(settings) as mlflow:
         _experiment(mlflow, settings.mlflow_tracking_uri)
+        version, manifest = candidate.version, candidate.manifest
         with mlflow.start_run(run_name=version) as run:
             mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
             numeric = {
@@ -88,9 +84,9 @@ def log_training_run(
             mlflow.log_metrics(numeric)
             mlflow.set_tags({VERSION_TAG: version, "status": status,
                              "data_snapshot_sha256": manifest["data_snapshot_sha256"]})  # fmt: skip
-            mlflow.log_text(report.decode(), "report.html")
+            mlflow.log_text(candidate.report.decode(), "report.html")
             info = mlflow.onnx.log_model(
-                onnx.load_from_string(model_bytes),
+                onnx.load_from_string(candidate.model_bytes),
                 name="model",
                 registered_model_name=REGISTERED_MODEL,
             )

@@ -153,15 +153,7 @@ def _run(settings: Settings, store: ModelStore, trigger: Trigger, run_id: str, f
             publish.promote(store, candidate.version)
         stage.done()
     outcome = "promoted" if gates.passed else "rejected"
-    tracking.log_training_run(
-        settings,
-        version=candidate.version,
-        model_bytes=candidate.model_bytes,
-        manifest=candidate.manifest,
-        report=candidate.report,
-        params=dataclasses.asdict(params),
-        status=outcome,
-    )
+    tracking.log_training_run(settings, candidate, dataclasses.asdict(params), outcome)
     tracking.sync_champion(settings, store)
     return {
         **out,
