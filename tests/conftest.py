@@ -1,5 +1,7 @@
 """Shared fixtures. Serving fixtures build contract-exact bundles (``fixtures/bundles.py``)
-into temporary local stores; nothing here fits a real model or touches the network."""
+into temporary local stores; ``trained_model_store`` holds a bundle the real training and
+export produced from generated customers (once per session, only for the tests that ask
+for it). Nothing here touches the network."""
 
 from __future__ import annotations
 
@@ -39,6 +41,41 @@ def shared_model_store(tmp_path_factory: pytest.TempPathFactory) -> LocalStore:
     store = LocalStore(tmp_path_factory.mktemp("shared") / "store")
     publish(store, ModelSpec())
     return store
+
+
+@pytest.fixture(scope="session")
+def trained_model_store(tmp_path_factory: pytest.TempPathFactory) -> LocalStore:
+    """A local store whose current version is a real export: generated customers, dbt
+    build, fit, gates and publish (KMeans k=4, no selection sweep; seconds, once)."""
+    from segmentation import Settings
+    from training.data import write_customers
+    from training.model.params import TrainingParams
+    from training.train import train_and_publish
+
+    root = tmp_path_factory.mktemp("trained")
+    write_customers(root / "customers.csv", 2_500, seed=3)
+    settings = Settings(
+        data=str(root / "customers.csv"),
+        warehouse=str(root / "warehouse.duckdb"),
+        model_store=str(root / "store"),
+        dbt_target_path=str(root / "target"),
+        dbt_log_path=str(root / "logs"),
+    )
+    train_and_publish(settings, TrainingParams(k=4, seed=3, select=False, stability_boot=5))
+    return LocalStore(root / "store")
+
+
+@pytest.fixture(
+    scope="session",
+    params=["fixture-graph", pytest.param("trained", marks=pytest.mark.slow)],
+)
+def served_store(request: pytest.FixtureRequest) -> LocalStore:
+    """Read-only store serving either the hand-built fixture graph or the real export; for
+    tests of behaviour that holds whatever the model (ids, names and golden rows are read
+    from the store's own manifest)."""
+    if request.param == "trained":
+        return request.getfixturevalue("trained_model_store")
+    return request.getfixturevalue("shared_model_store")
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,8 @@ from training.features._dbt import DBT_PROJECT_DIR
 
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cc_general.csv"
 FEATURES_YAML = DBT_PROJECT_DIR / "models" / "marts" / "customer_features.yml"
+
+
 def relied_on_features() -> set[str]:
     """Feature names the code relies on by name: the default clustering features and
     every feature the segment naming rules score."""
@@ -23,6 +25,8 @@ def relied_on_features() -> set[str]:
 
     rules = {**CORE_ARCHETYPES, **EXTRA_ARCHETYPES}.values()
     return set(BEHAVIOUR_FEATURES) | {name for terms in rules for name, _ in terms}
+
+
 #: Node types the ONNX compiler supports (DESIGN: the train/serve contract), plus the
 #: query scaffolding of CTE chains.
 SUPPORTED = (
@@ -51,9 +55,11 @@ def final_columns(tree: exp.Expression) -> list[str]:
     # The final SELECT is `select * from <last CTE>`: its columns are that CTE's.
     ctes = {cte.alias: cte.this for cte in tree.find_all(exp.CTE)}
     select = tree
-    while select.named_selects == ["*"]:
+    for _ in range(len(ctes) + 1):  # each step goes one CTE back; a cycle cannot loop forever
+        if select.named_selects != ["*"]:
+            return select.named_selects
         select = ctes[select.find(exp.From).this.name]  # breadth-first: this SELECT's FROM
-    return select.named_selects
+    raise AssertionError("the final SELECT's `select *` chain never reaches named columns")
 
 
 @pytest.mark.slow

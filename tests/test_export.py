@@ -183,7 +183,25 @@ def test_feature_parity_tolerates_relative_error_up_to_the_rtol(relative_error, 
             parity.check_feature_parity(got, expected, ("x",), 1e-5)
 
 
-def test_golden_rows_cover_the_edge_cases_and_reproduce_their_outputs(exported):
+def numpy_standin_features(inputs: list[dict]) -> np.ndarray:
+    """The stand-in features in numpy (NULL as NaN), column for column with STANDIN."""
+    col = {n: np.array([np.nan if r[n] is None else r[n] for r in inputs]) for n in FIELD_NAMES}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.column_stack(
+            [
+                col["balance"] / col["credit_limit"],
+                col["purchases_trx"] / col["tenure"],
+                np.log1p(col["balance"]),
+                np.log1p(col["purchases"]),
+                np.log1p(col["cash_advance"]),
+                np.log1p(col["minimum_payments"]),
+                col["purchases_frequency"],
+                col["cash_advance_frequency"],
+            ]
+        )
+
+
+def test_golden_rows_cover_the_edge_cases(exported):
     rows = {r["name"]: r for r in exported.golden_rows}
     assert {"zero purchases", "missing minimum payments", "balance over limit"} <= set(rows)
     assert sum(name.startswith("typical of segment") for name in rows) == 4
@@ -191,23 +209,60 @@ def test_golden_rows_cover_the_edge_cases_and_reproduce_their_outputs(exported):
     assert rows["missing minimum payments"]["inputs"]["minimum_payments"] is None
     over = rows["balance over limit"]["inputs"]
     assert over["balance"] > over["credit_limit"]
-    log_min = list(STANDIN).index("log_minimum_payments")
-    assert rows["missing minimum payments"]["features"][log_min] is None
-    values = [r["inputs"] for r in rows.values()]
-    feeds = {n: np.array([np.nan if v[n] is None else v[n] for v in values]) for n in FIELD_NAMES}
-    again = parity.run(exported.model, feeds)
-    assert again["segment_id"].tolist() == [r["segment_id"] for r in rows.values()]
 
 
-def test_isolated_run_uses_only_onnxruntime_and_numpy(exported):
+def test_golden_rows_record_what_numpy_and_scikit_learn_compute_from_their_inputs(exported, fitted):
+    _, pipeline = fitted
+    rows = exported.golden_rows
+    X = numpy_standin_features([r["inputs"] for r in rows])
+    recorded = np.array([[np.nan if f is None else f for f in r["features"]] for r in rows])
+    # The graph's features are float32: equal to numpy's within float32 rounding.
+    np.testing.assert_allclose(recorded, X, rtol=1e-6, atol=1e-6, equal_nan=True)
+    embedding = pipeline[:-1].transform(X)
+    distances = np.linalg.norm(embedding[:, None, :] - pipeline[-1].cluster_centers_[None], axis=2)
+    np.testing.assert_allclose([r["distances"] for r in rows], distances, rtol=1e-4, atol=1e-4)
+    stable_ids = np.array([2, 0, 3, 1])
+    assert [r["segment_id"] for r in rows] == stable_ids[pipeline.predict(X)].tolist()
+
+
+def test_isolated_run_reproduces_the_recorded_golden_rows(exported):
     rows = [r["inputs"] for r in exported.golden_rows]
     outs = isolated.run_isolated(exported.model.SerializeToString(), rows)
     assert outs["segment_id"].tolist() == [r["segment_id"] for r in exported.golden_rows]
+    np.testing.assert_allclose(
+        outs["distances"], [r["distances"] for r in exported.golden_rows], rtol=1e-6
+    )
 
 
 def test_isolated_run_fails_the_gate_when_the_graph_cannot_load():
     with pytest.raises(GateFailed, match="isolated run: the graph must run"):
         isolated.run_isolated(b"not an onnx graph", [{n: 1.0 for n in FIELD_NAMES}])
+
+
+@pytest.mark.parametrize("module", ["yaml", "requests"])
+def test_isolated_run_fails_the_gate_when_the_process_imports_anything_else(
+    exported, monkeypatch, module
+):
+    """A serving process that also imports a third-party module (installed, not refused)."""
+    script = isolated._ISOLATED_SCRIPT.replace(
+        "import numpy as np\n", f"import numpy as np\nimport {module}\n", 1
+    )
+    assert script != isolated._ISOLATED_SCRIPT
+    monkeypatch.setattr(isolated, "_ISOLATED_SCRIPT", script)
+    rows = [r["inputs"] for r in exported.golden_rows]
+    with pytest.raises(GateFailed, match=rf"expected only onnxruntime \+ numpy, .*'{module}'"):
+        isolated.run_isolated(exported.model.SerializeToString(), rows)
+
+
+@pytest.mark.parametrize("module", ["sklearn", "duckdb", "segmentation"])
+def test_isolated_run_refuses_the_training_stack(exported, monkeypatch, module):
+    script = isolated._ISOLATED_SCRIPT.replace(
+        "import numpy as np\n", f"import numpy as np\nimport {module}\n", 1
+    )
+    monkeypatch.setattr(isolated, "_ISOLATED_SCRIPT", script)
+    rows = [r["inputs"] for r in exported.golden_rows]
+    with pytest.raises(GateFailed, match=f"{module} is not available in the serving process"):
+        isolated.run_isolated(exported.model.SerializeToString(), rows)
 
 
 def test_segment_gate_fails_when_ids_differ_on_rows_with_a_clear_margin():

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,7 +20,7 @@ from pathlib import Path
 import pytest
 import schemathesis
 from fixtures import openapi
-from fixtures.bundles import ModelSpec, publish
+from fixtures.bundles import ModelSpec, current_manifest, publish
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import positive_data_acceptance
 
@@ -37,23 +40,35 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_emulator(store_uri: str, monkeypatch: pytest.MonkeyPatch) -> Emulator:
-    monkeypatch.setenv("SEGMENTATION_POINTER_POLL_SECONDS", "0.2")
-    return Emulator(Settings(model_store=store_uri), free_port(), free_port()).start()
+def start_emulator(store_uri: str) -> Emulator:
+    # The emulator hands its settings to the functions, the poll interval included.
+    settings = Settings(model_store=store_uri, pointer_poll_seconds=0.2)
+    return Emulator(settings, free_port(), free_port()).start()
 
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory):
     store = LocalStore(tmp_path_factory.mktemp("emulator") / "store")
     publish(store, ModelSpec())
-    with pytest.MonkeyPatch.context() as mp:
-        running = start_emulator(store.uri, mp)
-        running.store = store
-        try:
-            assert running.warm() == 200
-            yield running
-        finally:
-            running.stop()
+    running = start_emulator(store.uri)
+    running.store = store
+    try:
+        assert running.warm() == 200
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def served_emulator(served_store):
+    """The emulator serving a read-only store: the fixture graph or the real export."""
+    running = start_emulator(served_store.uri)
+    running.manifest = current_manifest(served_store)
+    try:
+        assert running.warm() == 200
+        yield running
+    finally:
+        running.stop()
 
 
 def call(url: str, method: str = "GET", doc=None, headers=None) -> tuple[int, dict, bytes]:
@@ -69,21 +84,37 @@ def call(url: str, method: str = "GET", doc=None, headers=None) -> tuple[int, di
     return response.status, dict(response.getheaders()), data
 
 
-def test_predict_metadata_and_health_answer_over_http(emulator, customer):
-    status, headers, body = call(emulator.predict_url + "/", "POST", customer)
+def test_predict_metadata_and_health_answer_over_http(served_emulator, customer):
+    version = served_emulator.manifest["version"]
+    ids = {s["id"] for s in served_emulator.manifest["segments"]}
+    status, headers, body = call(served_emulator.predict_url + "/", "POST", customer)
     assert status == 200
     openapi.check("/predict", "post", status, body, headers)
-    status, headers, body = call(emulator.predict_url + "/predict/model")
+    [result] = json.loads(body)["results"]
+    assert json.loads(body)["model_version"] == version and result["segment_id"] in ids
+    status, headers, body = call(served_emulator.predict_url + "/predict/model")
     openapi.check("/predict/model", "get", status, body, headers)
-    status, headers, body = call(emulator.health_url + "/")
-    assert status == 200
+    assert {s["id"] for s in json.loads(body)["segments"]} == ids
+    status, headers, body = call(served_emulator.health_url + "/")
+    assert status == 200 and json.loads(body)["model_version"] == version
     openapi.check("/health", "get", status, body, headers)
+
+
+def test_the_golden_rows_reproduce_over_http(served_emulator):
+    golden = served_emulator.manifest["golden_rows"]
+    doc = {"customers": [r["inputs"] for r in golden]}
+    status, _, body = call(served_emulator.predict_url + "/", "POST", doc)
+    assert status == 200
+    results = json.loads(body)["results"]
+    assert [r["segment_id"] for r in results] == [r["segment_id"] for r in golden]
+    for row, result in zip(golden, results, strict=True):
+        assert result["distance"] == pytest.approx(min(row["distances"]), rel=1e-4, abs=1e-5)
 
 
 @SCHEMA.parametrize()
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
-def test_fuzzing_the_openapi_document_finds_no_contract_violation(case, emulator):
-    base = emulator.health_url if case.path == "/health" else emulator.predict_url
+def test_fuzzing_the_openapi_document_finds_no_contract_violation(case, served_emulator):
+    base = served_emulator.health_url if case.path == "/health" else served_emulator.predict_url
     # Schema-valid rows the model cannot place (a zero credit limit under a positive
     # balance) are a documented 400, so "valid data must get a 2xx" is not asserted.
     case.call_and_validate(base_url=base, excluded_checks=[positive_data_acceptance])
@@ -112,11 +143,9 @@ def test_load_with_a_promotion_mid_run_gives_no_5xx_and_no_gap(emulator, custome
         time.sleep(0.1)
 
 
-def test_a_cold_start_without_a_reachable_store_is_503_fast_then_recovers(
-    tmp_path, monkeypatch, customer
-):
+def test_a_cold_start_without_a_reachable_store_is_503_fast_then_recovers(tmp_path, customer):
     store_dir = tmp_path / "not-yet-there"
-    emulator = start_emulator(str(store_dir), monkeypatch)
+    emulator = start_emulator(str(store_dir))
     try:
         started = time.monotonic()
         status, headers, body = call(emulator.health_url + "/")
@@ -134,9 +163,38 @@ def test_a_cold_start_without_a_reachable_store_is_503_fast_then_recovers(
         emulator.stop()
 
 
+def read_lines(stream) -> tuple[queue.Queue, threading.Thread]:
+    """Lines of ``stream`` (then None at its end) from a reader thread: a blocking read
+    cannot time out, and the pipe keeps being drained so the server never blocks on it."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        for line in stream:
+            lines.put(line)
+        lines.put(None)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    return lines, reader
+
+
+def wait_for_line(lines: queue.Queue, text: str, seconds: float) -> None:
+    """Return once a line contains ``text``; fail after ``seconds`` or at the stream's end."""
+    deadline = time.monotonic() + seconds
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=remaining)
+        except queue.Empty:
+            break
+        assert line is not None, f"the process ended before printing {text!r}"
+        if text in line:
+            return
+    pytest.fail(f"no line with {text!r} within {seconds}s")
+
+
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "term"])
 def test_segmentation_serve_starts_both_functions_and_a_signal_stops_them(
-    shared_model_store, stop_signal
+    served_store, stop_signal
 ):
     ports = free_port(), free_port()
     proc = subprocess.Popen(
@@ -157,20 +215,26 @@ def test_segmentation_serve_starts_both_functions_and_a_signal_stops_them(
         cwd=REPO,
         stdout=subprocess.PIPE,
         text=True,
-        env={"SEGMENTATION_MODEL_STORE": shared_model_store.uri, "PATH": "/usr/bin:/bin"},
+        env={"SEGMENTATION_MODEL_STORE": served_store.uri, "PATH": "/usr/bin:/bin"},
+        start_new_session=True,  # its own process group: a failed test can stop the workers
     )
+    lines, reader = read_lines(proc.stdout)
     try:
-        for line in proc.stdout:
-            if "Ctrl-C" in line:
-                break
+        wait_for_line(lines, "Ctrl-C", seconds=60)
         assert call(f"http://127.0.0.1:{ports[1]}/")[0] == 200
         proc.send_signal(stop_signal)
         assert proc.wait(timeout=30) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
+            proc.wait(timeout=30)
+        reader.join(timeout=10)  # ends when the last process holding the pipe has exited
+        outlived = reader.is_alive()
+        if outlived:  # a server outlived the command; its process group still exists
+            os.killpg(proc.pid, signal.SIGKILL)
+            reader.join(timeout=30)
         proc.stdout.close()
+    assert not outlived, "a server started by `segmentation serve` outlived it"
     for port in ports:
         with socket.socket() as sock:
             assert sock.connect_ex(("127.0.0.1", port)) != 0

@@ -3,13 +3,14 @@ OpenAPI document: predict, metadata, health, the error contract and 503 without 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
 
 import pytest
 from fixtures import openapi
-from fixtures.bundles import ModelSpec, publish
+from fixtures.bundles import ModelSpec, current_manifest, publish
 from fixtures.clients import gcf_client
 
 from segmentation._jsonlog import JsonFormatter
@@ -18,10 +19,15 @@ SECRET = 123456.789
 
 
 @pytest.fixture
-def predict(shared_model_store, monkeypatch):
-    client, service = gcf_client("predict", shared_model_store.uri, monkeypatch)
+def predict(served_store, monkeypatch):
+    client, service = gcf_client("predict", served_store.uri, monkeypatch)
     yield client
     service.holder.stop()
+
+
+@pytest.fixture
+def manifest(served_store) -> dict:
+    return current_manifest(served_store)
 
 
 @pytest.fixture
@@ -31,34 +37,62 @@ def empty_predict(store, monkeypatch):
     service.holder.stop()
 
 
-def test_one_customer_gets_a_segment_a_confidence_and_the_model_version(predict, customer):
+def test_one_customer_gets_a_segment_a_confidence_and_the_model_version(
+    predict, manifest, customer
+):
     response = predict.post("/", json=customer)
     assert response.status_code == 200
     openapi.check("/predict", "post", 200, response.data, response.headers)
     body = response.get_json()
-    assert body["model_version"] == ModelSpec().version
+    assert body["model_version"] == manifest["version"]
     [result] = body["results"]
     assert result["customer_id"] == "C-test-1"
-    assert result["segment_name"] in ModelSpec().names
+    names = {s["id"]: s["name"] for s in manifest["segments"]}
+    assert result["segment_name"] == names[result["segment_id"]]
     assert 0 <= result["confidence"] <= 1 and result["distance"] >= 0
     assert response.headers["X-Request-Id"]
 
 
-def test_a_batch_of_real_customers_gets_one_result_per_customer_in_order(predict, real_customers):
+def test_a_batch_of_real_customers_gets_one_result_per_customer_in_order(
+    predict, manifest, real_customers
+):
     response = predict.post("/predict", json={"customers": real_customers})
     assert response.status_code == 200
     openapi.check("/predict", "post", 200, response.data, response.headers)
     results = response.get_json()["results"]
     assert [r["customer_id"] for r in results] == [c["customer_id"] for c in real_customers]
     assert len({r["segment_id"] for r in results}) > 1
+    assert {r["segment_id"] for r in results} <= {s["id"] for s in manifest["segments"]}
 
 
-def test_the_metadata_route_describes_the_served_model(predict):
+def test_the_golden_rows_reproduce_through_the_http_api(predict, manifest):
+    """Each golden row gets its recorded segment, the distance to it and the confidence
+    1 - d1/d2, all computed here from the manifest's recorded distances."""
+    golden = manifest["golden_rows"]
+    customers = [{**r["inputs"], "customer_id": f"golden-{i}"} for i, r in enumerate(golden)]
+    response = predict.post("/", json={"customers": customers})
+    assert response.status_code == 200
+    results = response.get_json()["results"]
+    names = {s["id"]: s["name"] for s in manifest["segments"]}
+    for row, result in zip(golden, results, strict=True):
+        nearest, second = sorted(row["distances"])[:2]
+        assert (result["segment_id"], result["segment_name"]) == (
+            row["segment_id"],
+            names[row["segment_id"]],
+        )
+        assert result["distance"] == pytest.approx(nearest, rel=1e-4, abs=1e-5)
+        assert result["confidence"] == pytest.approx(1 - nearest / second, abs=1e-4)
+        assert result["atypical"] is (nearest > manifest["atypical_distance"])
+
+
+def test_the_metadata_route_describes_the_served_model(predict, manifest):
     response = predict.get("/model")
     assert response.status_code == 200
     openapi.check("/predict/model", "get", 200, response.data, response.headers)
     body = response.get_json()
-    assert [s["id"] for s in body["segments"]] == list(ModelSpec().ids)
+    assert body["model_version"] == manifest["version"]
+    assert [s["id"] for s in body["segments"]] == [s["id"] for s in manifest["segments"]]
+    assert body["features"] == [f["name"] for f in manifest["features"]]
     assert len(body["inputs"]) == 17 and body["limits"]["max_batch_rows"] == 1000
 
 
@@ -134,16 +168,19 @@ def test_without_a_model_predict_answers_503_with_retry_after(empty_predict, cus
     openapi.check("/predict", "post", 503, response.data, response.headers)
 
 
-def test_health_reports_the_verified_model(shared_model_store, monkeypatch):
-    client, service = gcf_client("health", shared_model_store.uri, monkeypatch)
+def test_health_reports_the_verified_model(served_store, monkeypatch):
+    client, service = gcf_client("health", served_store.uri, monkeypatch)
     response = client.get("/")
     service.holder.stop()
     assert response.status_code == 200
     openapi.check("/health", "get", 200, response.data, response.headers)
     body = response.get_json()
-    pointer, _ = shared_model_store.read_pointer()
+    pointer, _ = served_store.read_pointer()
+    folder = served_store.root / "versions" / pointer.version
+    digest = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
     assert body["model_version"] == pointer.version
-    assert body["manifest_sha256"] == pointer.manifest_sha256
+    assert body["manifest_sha256"] == pointer.manifest_sha256 == digest["manifest.json"]
+    assert body["model_sha256"] == digest["model.onnx"]
 
 
 @pytest.mark.parametrize("setup", ["no pointer", "truncated model", "pickle as model"])

@@ -6,13 +6,13 @@ import json
 
 import pytest
 from fixtures import openapi
-from fixtures.bundles import ModelSpec
+from fixtures.bundles import current_manifest
 from fixtures.clients import event, lambda_module
 
 
 @pytest.fixture
-def aws(shared_model_store, monkeypatch):
-    module = lambda_module(shared_model_store.uri, monkeypatch)
+def aws(served_store, monkeypatch):
+    module = lambda_module(served_store.uri, monkeypatch)
     yield module
     module.SERVICE.holder.stop()
 
@@ -37,10 +37,13 @@ def test_sample_events_get_the_documented_responses(aws, name, entry, status, pa
     openapi.check(path, method, status, result["body"].encode(), result["headers"])
 
 
-def test_a_batch_event_echoes_ids_in_order_with_the_model_version(aws):
+def test_a_batch_event_echoes_ids_in_order_with_the_model_version(aws, served_store):
+    manifest = current_manifest(served_store)
     body = json.loads(aws.predict(event("predict_batch_function_url"))["body"])
-    assert body["model_version"] == ModelSpec().version
+    assert body["model_version"] == manifest["version"]
     assert [r["customer_id"] for r in body["results"]] == ["C-demo-1", "C-demo-2"]
+    names = {s["id"]: s["name"] for s in manifest["segments"]}
+    assert all(r["segment_name"] == names[r["segment_id"]] for r in body["results"])
 
 
 def test_the_invalid_event_names_field_and_rule_not_the_value(aws):
@@ -59,3 +62,23 @@ def test_a_body_that_is_not_valid_base64_is_a_400(aws):
 
 def test_the_request_id_comes_from_the_event(aws):
     assert aws.health(event("health"))["headers"]["X-Request-Id"] == "req-health"
+
+
+def test_the_golden_rows_reproduce_through_a_function_url_event(aws, served_store):
+    manifest = current_manifest(served_store)
+    golden = manifest["golden_rows"]
+    body = json.dumps({"customers": [r["inputs"] for r in golden]})
+    headers = {**event("predict_batch_function_url")["headers"]}
+    headers.pop("content-length")
+    request = {
+        **event("predict_batch_function_url"),
+        "headers": headers,
+        "isBase64Encoded": False,
+        "body": body,
+    }
+    result = aws.predict(request)
+    assert result["statusCode"] == 200
+    results = json.loads(result["body"])["results"]
+    assert [r["segment_id"] for r in results] == [r["segment_id"] for r in golden]
+    for row, got in zip(golden, results, strict=True):
+        assert got["distance"] == pytest.approx(min(row["distances"]), rel=1e-4, abs=1e-5)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.cluster import KMeans
+from sklearn.metrics import silhouette_score
 
 from segmentation import ConfigError, Settings
-from training.model.params import BEHAVIOUR_FEATURES, TrainingParams
+from training.model.params import TrainingParams
 from training.model.pipeline import build_pipeline, evaluate
 from training.model.steps import CentroidAssigner, ColumnSelector, QuantileClipper
 
@@ -24,20 +26,47 @@ def blobs() -> np.ndarray:
     return X
 
 
-def test_pipeline_has_the_exportable_steps_in_order():
-    pipeline = build_pipeline(TrainingParams())
+def kept_variance(X: np.ndarray) -> np.ndarray:
+    """Cumulative share of variance of the principal components of ``X``, by numpy."""
+    eigenvalues = np.linalg.eigvalsh(np.cov(X, rowvar=False))[::-1]
+    return np.cumsum(eigenvalues) / eigenvalues.sum()
+
+
+def test_the_fitted_steps_impute_medians_clip_to_quantiles_and_standardise(blobs):
+    pipeline = build_pipeline(TrainingParams(k=3, clip_quantiles=(0.01, 0.99))).fit(blobs)
+    # The names are the export's contract (training.export.fold reads the steps by name).
     assert list(pipeline.named_steps) == ["select", "impute", "clip", "scale", "pca", "cluster"]
-    assert pipeline.named_steps["select"].columns is None  # no names: every column
-    assert pipeline.named_steps["impute"].strategy == "median"
-    assert pipeline.named_steps["pca"].n_components == 0.80
-    kmeans = pipeline.named_steps["cluster"]
-    assert (kmeans.n_clusters, kmeans.n_init, kmeans.random_state) == (4, 10, 42)
+    imputed = np.where(np.isnan(blobs), np.nanmedian(blobs, axis=0), blobs)
+    np.testing.assert_allclose(pipeline[:2].transform(blobs), imputed)
+    low, high = np.quantile(imputed, [0.01, 0.99], axis=0)
+    clipper = pipeline.named_steps["clip"]
+    np.testing.assert_allclose(clipper.lower_, low)
+    np.testing.assert_allclose(clipper.upper_, high)
+    clipped = np.clip(imputed, low, high)
+    assert clipped[:3, 0].max() < 1e3  # the 1e6 outliers are tamed
+    standard = (clipped - clipped.mean(axis=0)) / clipped.std(axis=0)
+    np.testing.assert_allclose(pipeline[:4].transform(blobs), standard, atol=1e-9)
 
 
-def test_defaults_cluster_the_six_behaviour_features_and_select_k_and_algorithm():
+#: The default clustering features as the README documents them.
+README_BEHAVIOUR_FEATURES = (
+    "log_purchases",
+    "log_cash_advance",
+    "purchases_frequency",
+    "cash_advance_frequency",
+    "installment_purchase_share",
+    "full_payment_share",
+)
+
+
+def test_by_default_the_six_behaviour_features_are_clustered_and_k_is_selected():
+    names = ("balance_ratio", *reversed(README_BEHAVIOUR_FEATURES), "tenure", "log_balance")
+    X = np.arange(40.0 * len(names)).reshape(40, len(names)) ** 1.5  # every column distinct
     params = TrainingParams()
-    assert params.cluster_features == BEHAVIOUR_FEATURES and len(BEHAVIOUR_FEATURES) == 6
-    assert (params.k, params.algorithm, params.select, params.sweeps) == (None, None, True, True)
+    pipeline = build_pipeline(params, names).fit(X)
+    kept = [names.index(n) for n in README_BEHAVIOUR_FEATURES]
+    np.testing.assert_array_equal(pipeline.named_steps["select"].transform(X), X[:, kept])
+    assert params.sweeps is True
 
 
 @pytest.mark.parametrize(
@@ -84,12 +113,21 @@ def test_centroid_assigner_refuses_centres_of_another_width():
 
 
 @pytest.mark.parametrize(("k", "variance", "seed"), [(3, 0.8, 1), (5, 0.95, 2)])
-def test_knobs_reach_the_steps(k, variance, seed):
-    pipeline = build_pipeline(TrainingParams(k=k, pca_variance=variance, seed=seed))
-    assert pipeline.named_steps["cluster"].n_clusters == k
-    assert pipeline.named_steps["cluster"].random_state == seed
-    assert pipeline.named_steps["pca"].n_components == variance
-    assert pipeline.named_steps["pca"].random_state == seed
+def test_the_fitted_pipeline_keeps_the_pca_variance_and_clusters_with_the_seeded_kmeans(
+    blobs, k, variance, seed
+):
+    pipeline = build_pipeline(TrainingParams(k=k, pca_variance=variance, seed=seed)).fit(blobs)
+    standard = pipeline[:4].transform(blobs)
+    embedding = pipeline[:5].transform(blobs)
+    kept = kept_variance(standard)
+    n = embedding.shape[1]  # the fewest components that keep the variance asked for
+    assert kept[n - 1] >= variance > (kept[n - 2] if n > 1 else 0.0)
+    assert pipeline.named_steps["pca"].explained_variance_ratio_.sum() == pytest.approx(kept[n - 1])
+    # scikit-learn's KMeans with that k and seed on the same embedding: the same model.
+    reference = KMeans(k, n_init=10, random_state=seed).fit(embedding)
+    kmeans = pipeline.named_steps["cluster"]
+    np.testing.assert_allclose(kmeans.cluster_centers_, reference.cluster_centers_)
+    assert len(np.unique(pipeline.predict(blobs))) == k
 
 
 def test_same_seed_gives_the_same_model_and_labels(blobs):
@@ -130,6 +168,9 @@ def test_evaluation_reports_metrics_and_the_atypical_quantile(blobs):
     ev = evaluate(pipeline, blobs, params)
     assert ev.sizes.sum() == len(blobs) and len(ev.sizes) == 3
     assert 0.5 < ev.silhouette <= 1.0  # well separated blobs
+    # The seeded 500-row sample estimates scikit-learn's silhouette of every row.
+    assert ev.silhouette == pytest.approx(silhouette_score(ev.embedding, ev.labels), abs=0.03)
+    assert ev.inertia == pytest.approx(pipeline.named_steps["cluster"].inertia_, rel=1e-6)
     assert ev.explained_variance >= 0.90 and ev.n_components == ev.embedding.shape[1]
     nearest = ev.distances.min(axis=1)
     assert np.mean(nearest > ev.atypical_distance) == pytest.approx(0.01, abs=0.005)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -240,8 +241,9 @@ def test_racing_promoters_that_retry_on_conflict_end_with_the_newest_version(tmp
 
     def run(version: str) -> None:
         store = LocalStore(tmp_path)  # one client per promoter, as separate runs would be
-        barrier.wait()
-        while True:
+        barrier.wait(timeout=30)
+        deadline = time.monotonic() + 30  # a promoter that never wins nor loses is a bug
+        while time.monotonic() < deadline:
             try:
                 publish.promote(store, version)
                 outcomes[version] = "promoted"
@@ -250,12 +252,15 @@ def test_racing_promoters_that_retry_on_conflict_end_with_the_newest_version(tmp
                 if "older than current" in str(exc):
                     outcomes[version] = "refused"
                     return
+        outcomes[version] = "still retrying"
 
     threads = [threading.Thread(target=run, args=(v,)) for v in reversed(versions)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert "still retrying" not in outcomes.values()
     assert LocalStore(tmp_path).read_pointer()[0].version == versions[-1]
     assert outcomes[versions[-1]] == "promoted"
     assert set(outcomes) == set(versions)

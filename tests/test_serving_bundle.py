@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 
 import numpy as np
 import onnx
 import pytest
-from fixtures.bundles import ModelSpec, build_model, publish
+from fixtures.bundles import ModelSpec, build_model, current_manifest, publish
 from onnx import external_data_helper, numpy_helper
 
 from segmentation._onnx_wire import has_external_data
 from segmentation.bundle import Manifest, load_bundle
 from segmentation.errors import ModelContractError
-from segmentation.store import Pointer
+from segmentation.schema import FIELD_NAMES
+from segmentation.store import LocalStore, Pointer, version_key
 
 #: A pickle stream (protocol 4 of the int 1): what a joblib/pickle "model" file starts like.
 PICKLE_BYTES = b"\x80\x04K\x01."
@@ -53,6 +55,76 @@ def test_a_published_bundle_loads_and_reproduces_its_golden_rows(model_store):
     assert bundle.segment_names[3] == "Active Revolvers"
     assert bundle.segment_columns == {3: 0, 0: 1, 2: 2, 1: 3}
     assert len(bundle.model_sha256) == 64
+
+
+def test_a_served_bundle_verifies_and_scores_its_golden_rows_as_recorded(served_store):
+    manifest = current_manifest(served_store)
+    pointer, _ = served_store.read_pointer()
+    bundle = load_bundle(served_store, pointer)
+    model = (served_store.root / "versions" / pointer.version / "model.onnx").read_bytes()
+    assert bundle.version == manifest["version"] == pointer.version
+    assert bundle.model_sha256 == hashlib.sha256(model).hexdigest()
+    assert bundle.segment_names == {s["id"]: s["name"] for s in manifest["segments"]}
+    golden = manifest["golden_rows"]
+    columns = {
+        n: np.array([np.nan if r["inputs"][n] is None else r["inputs"][n] for r in golden])
+        for n in FIELD_NAMES
+    }
+    scores = bundle.scorer.score(columns)
+    assert scores.segment_id.tolist() == [r["segment_id"] for r in golden]
+    np.testing.assert_allclose(scores.distances, [r["distances"] for r in golden], rtol=1e-5)
+
+
+def _republish(source, target, manifest_edit=None, model_edit=None) -> Pointer:
+    """Copy the source's current version into ``target``, edited after its sha256s were
+    recorded (a corrupted file, a forged manifest), and point ``target`` at it."""
+    pointer, _ = source.read_pointer()
+    files = {n: source.read(version_key(pointer.version, n)) for n in ("model.onnx", "report.html")}
+    doc = current_manifest(source)
+    if manifest_edit:
+        manifest_edit(doc)
+    if model_edit:
+        files["model.onnx"] = model_edit(files["model.onnx"])
+    for name, data in files.items():
+        target.write_new(version_key(pointer.version, name), data)
+    data = json.dumps(doc).encode()
+    target.write_new(version_key(pointer.version, "manifest.json"), data)
+    copy = Pointer(pointer.version, hashlib.sha256(data).hexdigest(), "2026-01-01T00:00:00Z")
+    target.swap_pointer(copy, None)
+    return copy
+
+
+def _nearest_off(doc: dict) -> None:
+    row = doc["golden_rows"][0]
+    row["distances"][row["distances"].index(min(row["distances"]))] += 0.5
+
+
+def _other_id(doc: dict) -> None:
+    ids = [s["id"] for s in doc["segments"]]
+    row = doc["golden_rows"][0]
+    row["segment_id"] = next(i for i in ids if i != row["segment_id"])
+
+
+@pytest.mark.parametrize(
+    ("manifest_edit", "model_edit", "message"),
+    [
+        (None, lambda b: b[: len(b) // 2], "model.onnx: sha256"),
+        (None, lambda b: PICKLE_BYTES, "model.onnx: sha256"),
+        (_nearest_off, None, "golden rows: distances"),
+        (_other_id, None, "golden rows: segment ids"),
+        (lambda d: d["segments"].pop(), None, "expected width|output shapes differ"),
+        (lambda d: d.update(format_version=2), None, "format_version"),
+    ],
+    ids=["truncated", "pickle", "nearest off", "other id", "one segment less", "format"],
+)
+def test_a_tampered_copy_of_a_served_bundle_is_refused(
+    served_store, store, tmp_path, manifest_edit, model_edit, message
+):
+    untouched = LocalStore(tmp_path / "untouched")
+    assert load_bundle(untouched, _republish(served_store, untouched)).version
+    pointer = _republish(served_store, store, manifest_edit, model_edit)
+    with pytest.raises(ModelContractError, match=message):
+        load_bundle(store, pointer)
 
 
 def test_the_wire_check_finds_external_data_and_passes_a_clean_model():

@@ -115,16 +115,18 @@ def test_readers_never_see_a_gap_while_versions_are_promoted(model_store):
             except Exception as exc:  # any exception is a gap in service
                 failures.append(exc)
 
-    threads = [threading.Thread(target=reader) for _ in range(4)]
+    threads = [threading.Thread(target=reader, daemon=True) for _ in range(4)]
     for t in threads:
         t.start()
-    publish(model_store, V2)
-    deadline = time.monotonic() + 10
-    while V2.version not in seen and time.monotonic() < deadline:
-        time.sleep(0.01)
-    stop.set()
-    for t in threads:
-        t.join()
-    holder.stop()
+    try:
+        publish(model_store, V2)
+        deadline = time.monotonic() + 10
+        while V2.version not in seen and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:  # the readers stop even when publishing fails
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+        holder.stop()
     assert failures == []
     assert seen == {ModelSpec().version, V2.version}

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.cluster import KMeans
+from sklearn.cluster import DBSCAN, AgglomerativeClustering, KMeans
 from sklearn.datasets import make_blobs
+from sklearn.metrics import adjusted_rand_score
+from sklearn.mixture import GaussianMixture
 
 from segmentation.errors import ConfigError
 from training.clustering.surrogate import ClusterSpec, fit_servable, nearest_centroid_surrogate
@@ -23,24 +25,45 @@ def blobs() -> tuple[np.ndarray, np.ndarray]:
     return make_blobs(900, n_features=4, centers=3, cluster_std=0.6, random_state=3)
 
 
+#: scikit-learn's own estimators for SPECS, fitted here as the oracle.
+REFERENCE = {
+    "kmeans": lambda: KMeans(3, n_init=4, random_state=0),
+    "agglomerative": lambda: AgglomerativeClustering(3, linkage="ward"),
+    "gmm": lambda: GaussianMixture(3, covariance_type="full", random_state=0),
+    "dbscan": lambda: DBSCAN(eps=1.0, min_samples=8),
+}
+
+
+def reference(algorithm: str, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's labels on ``X`` and its centroids: KMeans' own, else the cluster means."""
+    estimator = REFERENCE[algorithm]()
+    labels = estimator.fit_predict(X)
+    if algorithm == "kmeans":
+        return labels, estimator.cluster_centers_
+    return labels, np.array([X[labels == c].mean(axis=0) for c in np.unique(labels[labels >= 0])])
+
+
+def matched(got: np.ndarray, want: np.ndarray) -> np.ndarray:
+    """``want`` reordered row for row like ``got`` (each centre paired with its nearest)."""
+    pairs = np.linalg.norm(got[:, None] - want[None], axis=2).argmin(axis=1)
+    assert sorted(pairs.tolist()) == list(range(len(want)))
+    return want[pairs]
+
+
 @pytest.mark.parametrize("algorithm", list(SPECS))
-def test_every_algorithm_is_servable_as_centroids_that_agree_with_its_labels(blobs, algorithm):
+def test_every_algorithm_is_servable_as_the_centroids_of_its_scikit_learn_labels(blobs, algorithm):
     X, _ = blobs
     model = fit_servable(SPECS[algorithm], X, random_state=0)
-    assert model.cluster_centers_.shape == (3, 4)
+    labels, centers = reference(algorithm, X)
+    assert adjusted_rand_score(labels, model.labels_) == 1.0
     assert model.is_surrogate is (algorithm != "kmeans")
+    np.testing.assert_allclose(model.cluster_centers_, matched(model.cluster_centers_, centers))
+    # Agreement, by hand: the non-noise rows whose nearest centroid is their own cluster's.
+    kept = labels >= 0
+    nearest = np.linalg.norm(X[:, None] - centers[None], axis=2).argmin(axis=1)
+    own = np.searchsorted(np.unique(labels[kept]), labels)
+    assert model.agreement == pytest.approx(np.mean(nearest[kept] == own[kept]))
     assert model.agreement > 0.99
-    kept = model.labels_ >= 0
-    assert np.mean(model.predict(X)[kept] == model.labels_[kept]) == pytest.approx(model.agreement)
-
-
-@pytest.mark.parametrize("algorithm", ["agglomerative", "gmm", "dbscan"])
-def test_surrogate_centroids_are_the_cluster_means(blobs, algorithm):
-    X, _ = blobs
-    model = fit_servable(SPECS[algorithm], X, random_state=0)
-    for j in range(model.n_clusters):
-        members = X[model.labels_ == j]
-        np.testing.assert_allclose(model.cluster_centers_[j], members.mean(axis=0))
 
 
 def test_kmeans_is_served_as_itself(blobs):
@@ -78,6 +101,9 @@ def test_pairwise_algorithms_fit_a_seeded_sample_of_large_data(blobs, algorithm)
     again = fit_servable(SPECS[algorithm], X, random_state=0, max_pairwise_rows=300)
     assert len(model.fit_index) == 300 and len(model.labels_) == 300
     np.testing.assert_array_equal(model.fit_index, again.fit_index)
+    labels, centers = reference(algorithm, X[model.fit_index])
+    assert adjusted_rand_score(labels, model.labels_) == 1.0
+    np.testing.assert_allclose(model.cluster_centers_, matched(model.cluster_centers_, centers))
     assert model.to_dict()["fit_rows"] == 300
 
 
@@ -88,14 +114,17 @@ def test_a_clustering_that_finds_only_noise_cannot_be_served():
 
 
 def test_a_poor_surrogate_reports_its_disagreement():
-    """Two concentric rings: cluster means coincide, so nearest-centroid cannot agree."""
+    """Two rings, radius 1 round (0, 0) and radius 3 round (0.5, 0): their means are those
+    centres, so a point goes to the inner ring's centroid exactly when its x < 0.25."""
     t = np.linspace(0, 2 * np.pi, 200, endpoint=False)
     inner = np.c_[np.cos(t), np.sin(t)]
     X = np.vstack([inner, 3 * inner + [0.5, 0]])
     labels = np.repeat([0, 1], 200)
     model = nearest_centroid_surrogate(X, labels, SPECS["agglomerative"])
-    assert model.agreement < 0.8
-    assert model.to_dict()["surrogate_agreement"] == pytest.approx(model.agreement, abs=1e-6)
+    np.testing.assert_allclose(model.cluster_centers_, [[0.0, 0.0], [0.5, 0.0]], atol=1e-12)
+    by_hand = (np.sum(np.cos(t) < 0.25) + np.sum(3 * np.cos(t) + 0.5 > 0.25)) / 400
+    assert model.agreement == pytest.approx(by_hand) and by_hand < 0.6
+    assert model.to_dict()["surrogate_agreement"] == pytest.approx(by_hand, abs=1e-6)
 
 
 @pytest.mark.parametrize(

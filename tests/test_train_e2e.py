@@ -6,13 +6,16 @@ and with ``--no-promote``.
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from segmentation import Settings
 from segmentation.bundle import load_bundle
+from segmentation.schema import FIELDS
 from segmentation.store import open_store
 from training.cli import main
 from training.release import ledger
@@ -75,21 +78,50 @@ def test_train_publishes_a_verified_current_version(workspace, request):
     assert [r["status"] for r in _runs(settings)].count("promoted") == 1
 
 
+def _real_customers() -> np.ndarray:
+    """Every customer of the real file, [N, 17] in FIELDS order, blank as NaN."""
+    with REAL.open(newline="") as fh:
+        rows = [
+            [float(raw[f.raw_name]) if raw[f.raw_name] else np.nan for f in FIELDS]
+            for raw in csv.DictReader(fh)
+        ]
+    return np.array(rows)
+
+
+def _matching_customers(inputs: dict, customers: np.ndarray) -> np.ndarray:
+    """Indices of the customers equal to ``inputs`` on all 17 fields (null equals null)."""
+    row = np.array([np.nan if inputs[f.name] is None else inputs[f.name] for f in FIELDS])
+    same = np.isclose(customers, row, rtol=1e-6, atol=0.005, equal_nan=True)
+    return np.flatnonzero(same.all(axis=1))
+
+
+def test_the_customer_match_finds_a_real_customer_given_as_golden_inputs():
+    customers = _real_customers()
+    first = {f.name: None if np.isnan(v) else round(float(v), 2) for f, v in
+             zip(FIELDS, customers[0], strict=True)}  # fmt: skip
+    assert len(customers) == 8950
+    assert 0 in _matching_customers(first, customers)
+    assert len(_matching_customers({**first, "tenure": 3.0}, customers)) == 0
+
+
 def test_real_file_golden_rows_are_synthetic_not_customers(real):
     _, settings = real
     store = open_store(settings.model_store)
     manifest = load_bundle(store, store.read_pointer()[0]).manifest.raw
-    real_balances = {line.split(",")[1] for line in REAL.read_text().splitlines()[1:]}
-    assert all(
-        f"{r['inputs']['balance']:.6f}" not in real_balances for r in manifest["golden_rows"]
-    )
+    customers = _real_customers()
+    copied = {
+        r["name"]: _matching_customers(r["inputs"], customers).tolist()
+        for r in manifest["golden_rows"]
+    }
+    assert len(copied) == len(manifest["golden_rows"]) >= 5
+    assert {name: rows for name, rows in copied.items() if rows} == {}
 
 
 def test_a_feature_sql_that_differs_from_duckdb_fails_the_export_and_publishes_nothing(
     real, monkeypatch, capsys
 ):
     root, settings = real
-    import training.train as train_module
+    import training.candidate as train_module
 
     compiled = train_module.compiled_feature_sql
 
