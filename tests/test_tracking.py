@@ -35,10 +35,10 @@ def tracked(tmp_path_factory):
 
 
 def _client(settings: Settings):
+    # Explicit URI: the global one (mlflow.set_tracking_uri) would leak into later tests.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-        return mlflow.MlflowClient()
+        return mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
 
 
 def _champion(settings: Settings) -> str:
@@ -73,6 +73,14 @@ def test_the_champion_alias_follows_promotion_and_rollback(tracked, monkeypatch)
     assert _champion(settings) == first.version
     assert main(["models", "promote", second.version, "--allow-older"]) == 0
     assert _champion(settings) == second.version
+
+
+def test_tracking_leaves_no_tracking_uri_behind_in_the_process(tracked):
+    import os
+
+    settings, _, _ = tracked
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert mlflow.get_tracking_uri() != settings.mlflow_tracking_uri
 
 
 def test_an_unreachable_tracking_server_does_not_fail_training(tracked, monkeypatch):

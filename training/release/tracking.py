@@ -10,6 +10,7 @@ MLflow.
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,7 @@ REGISTERED_MODEL = "customer-segmentation"
 CHAMPION = "champion"
 EXPERIMENT = "customer-segmentation"
 VERSION_TAG = "segmentation_version"
+_URI_VARIABLE = "MLFLOW_TRACKING_URI"
 
 
 def _tolerant(action):
@@ -41,13 +43,27 @@ def _tolerant(action):
 
 @contextmanager
 def _mlflow(settings: Settings):
+    """MLflow's fluent API pointed at the settings' tracking URI for the duration only.
+
+    ``mlflow.set_tracking_uri`` is process-global and also writes ``MLFLOW_TRACKING_URI``
+    into ``os.environ`` (for subprocesses); both are put back as they were, so no later
+    ``Settings.from_env()`` in this process sees a tracking URI nobody configured.
+    """
     import mlflow
 
-    with warnings.catch_warnings():
-        # MLflow warns about optional extras (signatures, input examples) we do not use.
-        warnings.simplefilter("ignore")
-        mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-        yield mlflow
+    before = os.environ.get(_URI_VARIABLE)
+    try:
+        with warnings.catch_warnings():
+            # MLflow warns about optional extras (signatures, input examples) we do not use.
+            warnings.simplefilter("ignore")
+            mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+            yield mlflow
+    finally:
+        mlflow.set_tracking_uri(None)
+        if before is None:
+            os.environ.pop(_URI_VARIABLE, None)
+        else:
+            os.environ[_URI_VARIABLE] = before
 
 
 def _experiment(mlflow, uri: str) -> None:
