@@ -28,6 +28,7 @@ pytestmark = pytest.mark.slow
 ROWS = 3_000
 #: Small, fast training for these tests; the lease expires quickly after a kill.
 FAST = {"SEGMENTATION_SELECT": "false", "SEGMENTATION_K": "4"}
+LONG_LEASE = {"SEGMENTATION_RETRAIN_LEASE_SECONDS": "300"}
 
 
 def _settings(root: Path, data: Path, store: Path, **changes) -> Settings:
@@ -179,7 +180,8 @@ def test_a_run_killed_at_a_fault_point_changes_nothing_and_the_next_run_succeeds
 def test_concurrent_deliveries_of_one_key_train_once(first_model):
     root, _, _ = first_model
     store_path = _copy_store(root, "store-concurrent")
-    procs = [_cli(root, store_path, "--force", "--key", "same") for _ in range(2)]
+    # A lease that outlasts the run (the default is an hour; the fault tests use 2 s).
+    procs = [_cli(root, store_path, "--force", "--key", "same", **LONG_LEASE) for _ in range(2)]
     outcomes = sorted(_finish(p)[1]["outcome"] for p in procs)
     assert outcomes in (["busy", "promoted"], ["duplicate", "promoted"])
     runs = ledger.list_runs(open_store(str(store_path)))
@@ -189,8 +191,12 @@ def test_concurrent_deliveries_of_one_key_train_once(first_model):
 def test_an_overlapping_run_with_another_key_exits_busy(first_model):
     root, _, _ = first_model
     store_path = _copy_store(root, "store-overlap")
-    first = _cli(root, store_path, "--force", "--key", "a")
-    time.sleep(1.0)  # the first run holds the lease (it runs for several seconds)
-    second = _finish(_cli(root, store_path, "--force", "--key", "b"))
+    first = _cli(root, store_path, "--force", "--key", "a", **LONG_LEASE)
+    lease = store_path / "lease.json"
+    deadline = time.monotonic() + 60
+    while not (lease.exists() and b'"released"' not in lease.read_bytes()):
+        assert time.monotonic() < deadline and first.poll() is None, "first run took no lease"
+        time.sleep(0.1)
+    second = _finish(_cli(root, store_path, "--force", "--key", "b", **LONG_LEASE))
     assert second == (0, second[1]) and second[1]["outcome"] == "busy"
     assert _finish(first)[1]["outcome"] == "promoted"
