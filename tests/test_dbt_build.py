@@ -323,13 +323,14 @@ def test_features_command_builds_parquet_and_prints_counts(tmp_path, monkeypatch
     monkeypatch.setenv("SEGMENTATION_MODEL_STORE", str(tmp_path / "store"))
     monkeypatch.setenv("DBT_TARGET_PATH", str(tmp_path / "target"))
     monkeypatch.setenv("DBT_LOG_PATH", str(tmp_path / "logs"))
+    environment = dict(os.environ)
     assert cli.main(["features", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "staged: 1" in out
     assert "quarantined: 1" in out
     assert "balance: minimum 0: 1" in out
     assert "features: 1" in out
-    assert "DBT_SEND_ANONYMOUS_USAGE_STATS" not in os.environ  # nothing writes os.environ
+    assert dict(os.environ) == environment  # nothing writes os.environ
 
 
 def _dbt(command: str, tmp: Path, select: str | None = None, extra: tuple = ()):
