@@ -7,6 +7,11 @@ scheduled time) and calls ``training.retrain.run_retrain``; it is deployed from 
 retrain package and imports the training stack only when called.
 Routes and the contract are those of the GCF functions (``openapi.yaml``): ``/`` or
 ``/predict`` (POST), ``/model`` or ``/predict/model`` (GET), ``/`` or ``/health`` (GET).
+
+The model is loaded and verified in the init phase (module scope): Lambda freezes the
+environment between invocations, so no background thread could be relied on, and the
+first invocation finds the model ready. Later pointer checks run on request after the
+TTL (``segmentation.serving``).
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from segmentation import _jsonlog
 from segmentation.api import Request, Response, Service, new_request_id
 
 _jsonlog.configure()
-SERVICE = Service.from_env()  # once per cold start; the model loads in the background
+SERVICE = Service.from_env()  # once per cold start
+SERVICE.holder.load()  # init phase: a failure is logged; requests retry the load
 
 
 def _request(event: dict) -> Request:

@@ -8,7 +8,11 @@ is in :mod:`segmentation.api`, shared with the AWS Lambda adapter (``aws_lambda.
 ``retrain_http`` (``POST /retrain``, a manual run) call ``training.retrain.run_retrain``;
 they are deployed from the retrain package, which has the training stack, and import it
 only when called, so the serving package never loads it.
-The model loads in a background thread on first request of each process.
+The model loads on the first request of each worker process (gunicorn forks workers from
+a parent that imported this module, and onnxruntime must not be loaded before the fork);
+that request waits for it up to ``SEGMENTATION_MODEL_LOAD_WAIT_SECONDS``. ``predict``
+answers ``GET /health`` for its own instance (the startup probe); ``health`` reports
+whether the store's current version verifies.
 """
 
 from __future__ import annotations

@@ -106,13 +106,14 @@ def scored(trained) -> dict:
 
 
 @slow
-def test_version_folder_holds_the_three_files_and_the_pointer_names_it(trained):
+def test_version_folder_holds_the_four_files_and_the_pointer_names_it(trained):
     settings, result, _, _, _ = trained
     folder = Path(settings.model_store, "versions", result.version)
     assert sorted(p.name for p in folder.iterdir()) == [
         "manifest.json",
         "model.onnx",
         "report.html",
+        "scoring.onnx",
     ]
     pointer = json.loads(_on_disk(settings, "current.json"))
     assert pointer["version"] == result.version
@@ -125,12 +126,40 @@ def test_version_folder_holds_the_three_files_and_the_pointer_names_it(trained):
 @slow
 def test_every_file_matches_its_sha256_and_serving_verifies_the_bundle(trained):
     settings, result, store, manifest, _ = trained
-    assert set(manifest["files"]) == {"model.onnx", "report.html"}
+    assert set(manifest["files"]) == {"model.onnx", "scoring.onnx", "report.html"}
     for name, digest in manifest["files"].items():
         assert _sha256(_on_disk(settings, "versions", result.version, name)) == digest
     pointer, _ = store.read_pointer()
     bundle = load_bundle(store, pointer)  # checksums, signature, golden rows
     assert bundle.version == result.version
+    assert bundle.graph == "scoring.onnx" and bundle.full_scorer is None
+    full = load_bundle(store, pointer, full_graph=True)
+    assert full.full_scorer is not None and full.full_scorer.has_features
+
+
+@slow
+def test_scoring_graph_is_the_full_graph_without_features_on_every_warehouse_row(trained, scored):
+    settings, result, _, manifest, _ = trained
+    stored = _on_disk(settings, "versions", result.version, "scoring.onnx")
+    model = onnx.load_from_string(stored)
+    full = onnx.load_from_string(_on_disk(settings, "versions", result.version, "model.onnx"))
+    assert [o.name for o in model.graph.output] == ["segment_id", "distances"]
+    # Only the columns the clustering reads, and fewer nodes than the full graph.
+    inputs = [i.name for i in model.graph.input]
+    assert set(inputs) < set(FIELD_NAMES)
+    assert len(model.graph.node) < len(full.graph.node)
+    assert {p.key: p.value for p in model.metadata_props} == {
+        p.key: p.value for p in full.metadata_props
+    }
+    with duckdb.connect(settings.warehouse, read_only=True) as con:
+        staged = con.execute(f"select * from {STAGED_MODEL} order by customer_id").fetchnumpy()
+    feeds = {n: np.ma.filled(np.ma.asarray(staged[n], float), np.nan) for n in inputs}
+    session = ort.InferenceSession(stored, providers=["CPUExecutionProvider"])
+    segment_id, distances = session.run(["segment_id", "distances"], feeds)
+    np.testing.assert_array_equal(segment_id, scored["segment_id"])
+    np.testing.assert_array_equal(distances, scored["distances"].astype(np.float32))
+    proof = manifest["scoring_graph"]
+    assert proof["inputs"] == inputs and proof["rows_equal_to_full_graph"] == len(segment_id)
 
 
 @slow

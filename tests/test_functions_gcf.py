@@ -20,9 +20,8 @@ SECRET = 123456.789
 
 @pytest.fixture
 def predict(served_store, monkeypatch):
-    client, service = gcf_client("predict", served_store.uri, monkeypatch)
+    client, _ = gcf_client("predict", served_store.uri, monkeypatch)
     yield client
-    service.holder.stop()
 
 
 @pytest.fixture
@@ -32,9 +31,8 @@ def manifest(served_store) -> dict:
 
 @pytest.fixture
 def empty_predict(store, monkeypatch):
-    client, service = gcf_client("predict", store.uri, monkeypatch, initial_wait=0.2)
+    client, _ = gcf_client("predict", store.uri, monkeypatch, load_wait=0.2)
     yield client
-    service.holder.stop()
 
 
 def test_one_customer_gets_a_segment_a_confidence_and_the_model_version(
@@ -152,11 +150,10 @@ def test_bad_requests_get_the_documented_error(
 
 
 def test_an_oversize_body_is_refused_before_it_is_parsed(shared_model_store, monkeypatch):
-    client, service = gcf_client(
+    client, _ = gcf_client(
         "predict", shared_model_store.uri, monkeypatch, SEGMENTATION_MAX_BODY_BYTES=1000
     )
     response = client.post("/", data=b"{" + b" " * 2000 + b"}", content_type="application/json")
-    service.holder.stop()
     assert response.status_code == 413
     assert response.get_json()["error"]["rule"] == "maximum 1000 bytes"
 
@@ -169,18 +166,58 @@ def test_without_a_model_predict_answers_503_with_retry_after(empty_predict, cus
 
 
 def test_health_reports_the_verified_model(served_store, monkeypatch):
-    client, service = gcf_client("health", served_store.uri, monkeypatch)
+    client, _ = gcf_client("health", served_store.uri, monkeypatch)
     response = client.get("/")
-    service.holder.stop()
     assert response.status_code == 200
     openapi.check("/health", "get", 200, response.data, response.headers)
     body = response.get_json()
     pointer, _ = served_store.read_pointer()
     folder = served_store.root / "versions" / pointer.version
     digest = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
-    assert body["model_version"] == pointer.version
+    assert body["model_version"] == body["store_version"] == pointer.version
     assert body["manifest_sha256"] == pointer.manifest_sha256 == digest["manifest.json"]
     assert body["model_sha256"] == digest["model.onnx"]
+    assert body["scope"] == "store"
+    # The trained bundle ships the scoring graph; the hand-built fixture has model.onnx only.
+    assert body["graph"] == ("scoring.onnx" if "scoring.onnx" in digest else "model.onnx")
+
+
+def test_predict_answers_its_own_readiness_at_once(served_store, store, monkeypatch):
+    client, _ = gcf_client("predict", store.uri, monkeypatch, load_wait=5.0)
+    response = client.get("/health")  # a cold instance: the probe starts the load
+    assert response.status_code == 503 and int(response.headers["Retry-After"]) > 0
+    openapi.check("/predict/health", "get", 503, response.data, response.headers)
+    client, _ = gcf_client("predict", served_store.uri, monkeypatch)
+    assert client.get("/model").status_code == 200  # a request waits for the first load
+    response = client.get("/predict/health")
+    assert response.status_code == 200
+    openapi.check("/predict/health", "get", 200, response.data, response.headers)
+    body = response.get_json()
+    assert body["scope"] == "instance"
+    assert body["model_version"] == served_store.read_pointer()[0].version
+
+
+def test_health_says_when_the_stores_current_version_fails_verification(
+    model_store, monkeypatch, customer
+):
+    client, _ = gcf_client(
+        "health", model_store.uri, monkeypatch, SEGMENTATION_POINTER_POLL_SECONDS=0
+    )
+    predict, _ = gcf_client(
+        "predict", model_store.uri, monkeypatch, SEGMENTATION_POINTER_POLL_SECONDS=0
+    )
+    assert client.get("/").status_code == 200
+    assert predict.post("/", json=customer).status_code == 200
+    bad = ModelSpec(version="v20260102T000000Z-00000002")
+    publish(model_store, bad, stored_model=b"\x08\x07")
+    response = client.get("/")
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "model_unverified"
+    openapi.check("/health", "get", 503, response.data, response.headers)
+    # Instances keep serving the verified version meanwhile.
+    answer = predict.post("/", json=customer)
+    assert answer.status_code == 200
+    assert answer.get_json()["model_version"] == ModelSpec().version
 
 
 @pytest.mark.parametrize("setup", ["no pointer", "truncated model", "pickle as model"])
@@ -189,9 +226,8 @@ def test_health_is_503_quickly_when_no_verified_model_exists(store, monkeypatch,
         publish(store, ModelSpec(), stored_model=b"\x08\x07")
     elif setup == "pickle as model":
         publish(store, ModelSpec(), stored_model=b"\x80\x04K\x01.")
-    client, service = gcf_client("health", store.uri, monkeypatch, initial_wait=0.5)
+    client, _ = gcf_client("health", store.uri, monkeypatch, load_wait=0.5)
     response = client.get("/")
-    service.holder.stop()
     assert response.status_code == 503
     openapi.check("/health", "get", 503, response.data, response.headers)
 

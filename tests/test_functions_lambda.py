@@ -14,7 +14,6 @@ from fixtures.clients import event, lambda_module
 def aws(served_store, monkeypatch):
     module = lambda_module(served_store.uri, monkeypatch)
     yield module
-    module.SERVICE.holder.stop()
 
 
 @pytest.mark.parametrize(
@@ -82,3 +81,13 @@ def test_the_golden_rows_reproduce_through_a_function_url_event(aws, served_stor
     assert [r["segment_id"] for r in results] == [r["segment_id"] for r in golden]
     for row, got in zip(golden, results, strict=True):
         assert got["distance"] == pytest.approx(min(row["distances"]), rel=1e-4, abs=1e-5)
+
+
+def test_the_model_is_loaded_and_verified_in_the_init_phase(served_store, monkeypatch):
+    module = lambda_module(served_store.uri, monkeypatch)
+    # Before any invocation, and without waiting: Lambda freezes the environment between
+    # invocations, so the load cannot be left to a background thread.
+    health = module.SERVICE.holder.instance_health()
+    assert health.ready and health.version == served_store.read_pointer()[0].version
+    result = module.predict(event("predict_one"), None)
+    assert result["statusCode"] == 200

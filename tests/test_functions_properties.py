@@ -51,9 +51,8 @@ fast = settings(
 @pytest.fixture(scope="module")
 def client(shared_model_store):
     with pytest.MonkeyPatch.context() as mp:
-        test_client, service = gcf_client("predict", shared_model_store.uri, mp)
+        test_client, _ = gcf_client("predict", shared_model_store.uri, mp)
         yield test_client
-        service.holder.stop()
 
 
 def _post(client, doc):

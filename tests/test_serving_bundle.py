@@ -79,8 +79,8 @@ def _republish(source, target, manifest_edit=None, model_edit=None) -> Pointer:
     """Copy the source's current version into ``target``, edited after its sha256s were
     recorded (a corrupted file, a forged manifest), and point ``target`` at it."""
     pointer, _ = source.read_pointer()
-    files = {n: source.read(version_key(pointer.version, n)) for n in ("model.onnx", "report.html")}
     doc = current_manifest(source)
+    files = {n: source.read(version_key(pointer.version, n)) for n in doc["files"]}
     if manifest_edit:
         manifest_edit(doc)
     if model_edit:

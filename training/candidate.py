@@ -25,7 +25,7 @@ import onnx
 
 from segmentation import FIELD_NAMES, Settings
 from segmentation.bundle import load_bundle
-from segmentation.bundle_format import MODEL_FILE, REPORT_FILE, sha256_hex
+from segmentation.bundle_format import MODEL_FILE, REPORT_FILE, SCORING_FILE, sha256_hex
 from segmentation.store import ModelStore, Pointer
 from training.export.gates import ExportResult, export_model
 from training.features import (
@@ -82,6 +82,7 @@ class Candidate:
     version: str
     created_at: datetime
     model_bytes: bytes
+    scoring_bytes: bytes
     manifest: dict
     report: bytes
     data: TrainingData
@@ -130,6 +131,7 @@ def train_candidate(
     stage("manifest and report")
     created_at = datetime.now(UTC)
     model_bytes = _stamp(exported.model, created_at)
+    scoring_bytes = _stamp(exported.scoring_model, created_at)
     version = publish.new_version_id(created_at, sha256_hex(model_bytes))
     manifest = build_manifest(
         version=version,
@@ -144,7 +146,9 @@ def train_candidate(
         trust=fitted.trust,
     )
     report = build_report(manifest, fitted.evaluation, fitted.choice, fitted.trust)
-    return Candidate(version, created_at, model_bytes, manifest, report, data, fitted, exported)
+    return Candidate(
+        version, created_at, model_bytes, scoring_bytes, manifest, report, data, fitted, exported
+    )
 
 
 def publish_candidate(
@@ -159,12 +163,17 @@ def publish_candidate(
 
     ``after_write`` is called with each file name once that file is in the store.
     """
-    files = {MODEL_FILE: candidate.model_bytes, REPORT_FILE: candidate.report}
+    files = {
+        MODEL_FILE: candidate.model_bytes,
+        SCORING_FILE: candidate.scoring_bytes,
+        REPORT_FILE: candidate.report,
+    }
     manifest_sha = publish.publish_version(
         store, candidate.version, files, candidate.manifest, after_write=after_write
     )
     # The serving verifier (checksums, signature, golden rows) before the pointer moves.
-    load_bundle(store, Pointer(candidate.version, manifest_sha, candidate.created_at.isoformat()))
+    pointer = Pointer(candidate.version, manifest_sha, candidate.created_at.isoformat())
+    load_bundle(store, pointer, full_graph=True)
     if promote:
         publish.promote(store, candidate.version)
     return manifest_sha

@@ -17,16 +17,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from segmentation.config import Settings
-from segmentation.errors import InvalidInput, ModelNotReady
+from segmentation.errors import InvalidInput, ModelNotReady, ModelUnverified
 from segmentation.schema import FIELDS
 from segmentation.scoring import UnscorableRow, assign
-from segmentation.serving import RETRY_AFTER_SECONDS, ModelHolder
+from segmentation.serving import RETRY_AFTER_SECONDS, Health, ModelHolder
 from segmentation.validation import parse_request
 
 log = logging.getLogger("segmentation.requests")
 
 JSON = "application/json"
 METADATA_PATH = "/model"
+#: predict's own readiness (this instance's model), the templates' startup probe.
+INSTANCE_HEALTH_PATH = "/health"
 
 
 class HttpError(Exception):
@@ -85,7 +87,7 @@ def error_response(exc: Exception) -> Response:
         if status == 405:
             headers["Allow"] = rule or ""
     elif isinstance(exc, ModelNotReady):
-        status, code, message = 503, "model_not_ready", str(exc)
+        status, code, message = 503, exc.code, str(exc)
         headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     else:  # a bug: no traceback or message leaves the process
         status, code, message = 500, "internal", "internal error"
@@ -99,7 +101,9 @@ class Service:
     def __init__(self, settings: Settings, holder: ModelHolder | None = None):
         self.settings = settings
         self.holder = holder or ModelHolder.for_uri(
-            settings.model_store, settings.pointer_poll_seconds
+            settings.model_store,
+            settings.pointer_poll_seconds,
+            load_wait=settings.model_load_wait_seconds,
         )
 
     @classmethod
@@ -107,7 +111,8 @@ class Service:
         return cls(Settings.from_env())
 
     def predict(self, request: Request) -> Response:
-        """``POST /`` scores customers; ``GET /model`` describes the served model.
+        """``POST /`` scores customers; ``GET /model`` describes the served model;
+        ``GET /health`` is this instance's readiness (its loaded model), without waiting.
 
         A leading ``/predict`` is ignored, so the paths are also those of a gateway that
         routes by function name (the OpenAPI document's ``/predict``, ``/predict/model``).
@@ -115,12 +120,16 @@ class Service:
         path = _route(request.path, "/predict")
         if path == METADATA_PATH:
             return self._handle("metadata", request, "GET", self._metadata)
+        if path == INSTANCE_HEALTH_PATH:
+            return self._handle("readiness", request, "GET", self._readiness)
         if path != "/":
             return self._handle("predict", request, None, None)
         return self._handle("predict", request, "POST", self._predict)
 
     def health(self, request: Request) -> Response:
-        """``GET /`` (or ``/health``): 200 with the loaded model's identity, else 503."""
+        """``GET /`` (or ``/health``): model availability. 200 when the store's current
+        version is verified and loaded, else 503 (``model_unverified`` when it fails
+        verification, ``model_not_ready`` while none is loaded)."""
         if _route(request.path, "/health") != "/":
             return self._handle("health", request, None, None)
         return self._handle("health", request, "GET", self._health)
@@ -220,21 +229,38 @@ class Service:
         }
         return Response(200, _dumps(doc), {"Content-Type": JSON, "Cache-Control": "no-store"})
 
-    def _health(self, request: Request, info: dict) -> Response:
-        health = self.holder.health()
+    def _readiness(self, request: Request, info: dict) -> Response:
+        health = self.holder.instance_health()
         if not health.ready:
-            # The cause (store paths, verification failures) goes to the logs, not clients.
-            raise ModelNotReady("no verified model is loaded")
+            raise ModelNotReady("no verified model is loaded on this instance")
         info["model_version"] = health.version
-        doc = {
-            "status": "ok",
-            "model_version": health.version,
-            "model_sha256": health.model_sha256,
-            "manifest_sha256": health.manifest_sha256,
-            "loaded_at": _iso(health.loaded_at),
-            "uptime_seconds": round(health.uptime_seconds, 3),
-        }
-        return Response(200, _dumps(doc), {"Content-Type": JSON, "Cache-Control": "no-store"})
+        return _health_response("instance", health)
+
+    def _health(self, request: Request, info: dict) -> Response:
+        health = self.holder.store_health()
+        info["model_version"] = health.version
+        # The cause (store paths, verification failures) goes to the logs, not clients.
+        if health.store_version_refused:
+            raise ModelUnverified("the store's current version fails verification")
+        if not health.serves_store_version:
+            raise ModelNotReady("the store's current version is not verified and loaded")
+        return _health_response("store", health)
+
+
+def _health_response(scope: str, health: Health) -> Response:
+    doc = {
+        "status": "ok",
+        "scope": scope,
+        "model_version": health.version,
+        "model_sha256": health.model_sha256,
+        "manifest_sha256": health.manifest_sha256,
+        "graph": health.graph,
+        "loaded_at": _iso(health.loaded_at),
+        "store_version": health.store_version,
+        "checked_at": _iso(health.checked_at),
+        "uptime_seconds": round(health.uptime_seconds, 3),
+    }
+    return Response(200, _dumps(doc), {"Content-Type": JSON, "Cache-Control": "no-store"})
 
 
 def _route(path: str, prefix: str) -> str:

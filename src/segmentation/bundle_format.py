@@ -10,7 +10,11 @@ import hashlib
 
 #: ``format_version`` of the manifest this code writes and reads.
 FORMAT_VERSION = 1
+#: The full graph: raw columns -> segment_id, distances, features (every consumer's contract).
 MODEL_FILE = "model.onnx"
+#: The same graph without the ``features`` output and the nodes only it needs; optional
+#: (bundles before it have none). Serving and batch scoring run it when present.
+SCORING_FILE = "scoring.onnx"
 MANIFEST_FILE = "manifest.json"
 REPORT_FILE = "report.html"
 

@@ -144,8 +144,12 @@ class Settings:
     max_batch_rows: int = 1_000
     #: SEGMENTATION_MAX_BODY_BYTES: largest predict request body accepted.
     max_body_bytes: int = 1_048_576
-    #: SEGMENTATION_POINTER_POLL_SECONDS: how often serving checks for a new current model.
+    #: SEGMENTATION_POINTER_POLL_SECONDS: a request older than this since the last pointer
+    #: check triggers one (in the background), so a promotion reaches every instance.
     pointer_poll_seconds: float = 30.0
+    #: SEGMENTATION_MODEL_LOAD_WAIT_SECONDS: how long an instance's first requests wait for
+    #: its model before answering 503 with Retry-After.
+    model_load_wait_seconds: float = 20.0
     #: SEGMENTATION_PREDICT_PORT / SEGMENTATION_HEALTH_PORT: local emulator ports.
     predict_port: int = 8080
     health_port: int = 8081
@@ -195,6 +199,7 @@ class Settings:
             "max_batch_rows": env_value("SEGMENTATION_MAX_BATCH_ROWS", int),
             "max_body_bytes": env_value("SEGMENTATION_MAX_BODY_BYTES", int),
             "pointer_poll_seconds": env_value("SEGMENTATION_POINTER_POLL_SECONDS", float),
+            "model_load_wait_seconds": env_value("SEGMENTATION_MODEL_LOAD_WAIT_SECONDS", float),
             "predict_port": env_value("SEGMENTATION_PREDICT_PORT", int),
             "health_port": env_value("SEGMENTATION_HEALTH_PORT", int),
             "dbt_target_path": env_value("DBT_TARGET_PATH", str),

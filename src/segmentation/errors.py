@@ -45,6 +45,14 @@ class InvalidInput(SegmentationError):
 class ModelNotReady(SegmentationError):
     """No verified model is loaded (yet): serving answers 503 with Retry-After."""
 
+    code = "model_not_ready"
+
+
+class ModelUnverified(ModelNotReady):
+    """The store's current version fails verification (instances keep their old model)."""
+
+    code = "model_unverified"
+
 
 class ModelContractError(SegmentationError):
     """A model bundle fails verification: checksum, signature, golden rows or format."""

@@ -14,8 +14,11 @@ import numpy as np
 
 from segmentation.errors import ModelContractError
 
-#: Output names fixed by the bundle format.
+#: Outputs of ``model.onnx``, the full graph, fixed by the bundle format.
 OUTPUT_NAMES: tuple[str, str, str] = ("segment_id", "distances", "features")
+#: Outputs of ``scoring.onnx``: the full graph without ``features`` and the nodes only
+#: ``features`` needs (onnxruntime runs every node of a graph, asked for or not).
+SCORING_OUTPUT_NAMES: tuple[str, str] = ("segment_id", "distances")
 
 
 class Scores(NamedTuple):
@@ -23,7 +26,7 @@ class Scores(NamedTuple):
 
     segment_id: np.ndarray  # int64 [N]
     distances: np.ndarray  # float32 [N, K]
-    features: np.ndarray  # float32 [N, F]
+    features: np.ndarray | None = None  # float32 [N, F]; None from a scoring graph
 
 
 class UnscorableRow(Exception):
@@ -61,18 +64,23 @@ def session_options(threads: int = 1):
 
 
 class Scorer:
-    """An onnxruntime session over a verified ``model.onnx``; safe to share across threads.
+    """An onnxruntime session over a verified graph; safe to share across threads.
+
+    The graph is ``model.onnx`` or ``scoring.onnx`` (``docs/bundle-format.md``); the inputs
+    it reads are the staged fields the session reports (a scoring graph reads only the
+    columns its clustering uses), so callers may pass more columns than it needs.
 
     Parameters
     ----------
     model_bytes : the serialized ONNX model (already checked for external data).
-    input_names : the graph inputs expected, in order (the staged field names).
     threads : intra-op threads (1 for serving; 0 for all cores, see `session_options`).
+    name : the bundle file the graph came from, for messages.
     """
 
-    def __init__(self, model_bytes: bytes, input_names: tuple[str, ...], threads: int = 1):
+    def __init__(self, model_bytes: bytes, threads: int = 1, name: str = "model.onnx"):
         ort = _ort()
         self._model_bytes = model_bytes
+        self.name = name
         try:
             self.session = ort.InferenceSession(
                 model_bytes,
@@ -80,9 +88,10 @@ class Scorer:
                 providers=["CPUExecutionProvider"],
             )
         except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise ModelContractError(f"model.onnx: onnxruntime cannot load it ({exc})") from None
-        self.input_names = input_names
+            raise ModelContractError(f"{name}: onnxruntime cannot load it ({exc})") from None
+        self.input_names = tuple(i.name for i in self.session.get_inputs())
         self.output_names = [o.name for o in self.session.get_outputs()]
+        self.has_features = "features" in self.output_names
         self._order = [self.output_names.index(n) for n in OUTPUT_NAMES if n in self.output_names]
 
     @property
@@ -92,7 +101,7 @@ class Scorer:
 
     def for_bulk(self) -> Scorer:
         """A scorer of the same verified model for large batches: every core per run."""
-        return Scorer(self._model_bytes, self.input_names, threads=0)
+        return Scorer(self._model_bytes, threads=0, name=self.name)
 
     def signature(self) -> tuple[dict[str, tuple[str, list]], dict[str, tuple[str, list]]]:
         """Input and output ``{name: (type, shape)}`` as the session reports them."""
@@ -104,8 +113,7 @@ class Scorer:
         """Run the graph on column arrays (float64 [N] each, NaN for null)."""
         feeds = {name: columns[name] for name in self.input_names}
         out = self.session.run(None, feeds)
-        seg, dist, feat = (out[i] for i in self._order)
-        return Scores(segment_id=seg, distances=dist, features=feat)
+        return Scores(*(out[i] for i in self._order))
 
 
 def assign(

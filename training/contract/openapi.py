@@ -86,13 +86,28 @@ def build(settings: Settings | None = None) -> dict:
                     },
                 },
             },
+            "/predict/health": {
+                "servers": [{"url": local["predict"]}],
+                "get": {
+                    "operationId": "readiness",
+                    "summary": "This instance's readiness (startup probe): its loaded model.",
+                    "description": "Answers at once: 503 until this instance has verified a "
+                    "model (the probe starts the load).",
+                    "responses": {
+                        "200": _json(ref("Health"), "This instance serves a verified model."),
+                        **_errors(405, 503),
+                    },
+                },
+            },
             "/health": {
                 "servers": [{"url": local["health"]}],
                 "get": {
                     "operationId": "health",
-                    "summary": "Readiness: 200 only with a verified model loaded.",
+                    "summary": "Model availability: the store's current version verifies.",
+                    "description": "503 `model_unverified` when the store's current version "
+                    "fails verification, `model_not_ready` while none is loaded.",
                     "responses": {
-                        "200": _json(ref("Health"), "A verified model is loaded."),
+                        "200": _json(ref("Health"), "The store's current version is verified."),
                         **_errors(405, 503),
                     },
                 },

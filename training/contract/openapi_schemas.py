@@ -14,6 +14,7 @@ ERROR_CODES = [
     "method_not_allowed",
     "not_found",
     "model_not_ready",
+    "model_unverified",
     "internal",
 ]
 
@@ -161,20 +162,37 @@ def component_schemas(s: Settings) -> dict:
         "Health": {
             "type": "object",
             "additionalProperties": False,
+            "description": "scope 'instance': predict's own readiness (GET /predict/health), "
+            "the model this instance serves. scope 'store': model availability (the health "
+            "function), 200 only when the store's current version verifies and is loaded.",
             "required": [
                 "status",
+                "scope",
                 "model_version",
                 "model_sha256",
                 "manifest_sha256",
+                "graph",
                 "loaded_at",
+                "store_version",
+                "checked_at",
                 "uptime_seconds",
             ],
             "properties": {
                 "status": {"const": "ok"},
+                "scope": {"enum": ["instance", "store"]},
                 "model_version": {"type": "string"},
                 "model_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
                 "manifest_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                "graph": {
+                    "enum": ["model.onnx", "scoring.onnx"],
+                    "description": "The bundle file this instance runs.",
+                },
                 "loaded_at": {"type": "string", "format": "date-time"},
+                "store_version": {
+                    "type": ["string", "null"],
+                    "description": "The version the store's pointer named at the last check.",
+                },
+                "checked_at": {"type": ["string", "null"], "format": "date-time"},
                 "uptime_seconds": {"type": "number", "minimum": 0},
             },
         },

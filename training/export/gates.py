@@ -3,7 +3,8 @@
 Nothing leaves :func:`export_model` unless every gate passed: the folded pipeline equals
 scikit-learn and skl2onnx, the joined graph's features equal DuckDB's on every training
 row, its segment ids equal scikit-learn's, it runs in a process that has only
-onnxruntime and numpy, and the golden rows' outputs are recorded.
+onnxruntime and numpy, its scoring graph (no ``features`` output) answers as it does on
+every row, and the golden rows' outputs are recorded.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from training.export.parity import (
     run,
     sklearn_segments,
 )
+from training.export.scoring_graph import ScoringGraphProof, check_scoring_graph, scoring_graph
 from training.model.params import TrainingParams
 
 
@@ -36,11 +38,13 @@ class ExportResult:
     """A gated graph and the evidence; the graph carries no ``version`` metadata yet."""
 
     model: onnx.ModelProto
+    scoring_model: onnx.ModelProto  # ``model`` without ``features``: what scoring runs
     feature_names: tuple[str, ...]
     stable_ids: np.ndarray
     feature_parity: FeatureParity
     agreement: LabelAgreement
     fold_proof: FoldProof
+    scoring_proof: ScoringGraphProof
     golden_rows: list[dict]
     outputs: dict[str, np.ndarray]  # the graph's outputs on every training row
 
@@ -80,13 +84,18 @@ def export_model(
         opset=opset,
     )
     model = join_graphs(features, folded)
-    outputs = run(model, raw_feeds(raw))
+    feeds = raw_feeds(raw)
+    outputs = run(model, feeds)
     parity = check_feature_parity(
         outputs["features"], expected_features, names, params.feature_rtol
     )
     sk_ids, sk_distances = sklearn_segments(pipeline, expected_features, ids)
     agreement = label_agreement(outputs["segment_id"], sk_ids, sk_distances, params.margin_epsilon)
     check_agreement("exported graph vs scikit-learn", agreement, params.min_label_agreement)
+    scoring = scoring_graph(model, features, folded)
+    scoring_proof = check_scoring_graph(scoring, model, outputs, feeds)
     rows = golden_inputs(raw, outputs["segment_id"])
     golden = record_golden_rows(model, pipeline, rows, ids, params)
-    return ExportResult(model, names, ids, parity, agreement, proof, golden, outputs)
+    return ExportResult(
+        model, scoring, names, ids, parity, agreement, proof, scoring_proof, golden, outputs
+    )

@@ -83,6 +83,45 @@ def join_graphs(features: FeatureGraph, pipeline_graph: onnx.ModelProto) -> onnx
     return merged
 
 
+def join_scoring_graph(
+    features: FeatureGraph, pipeline_graph: onnx.ModelProto
+) -> onnx.ModelProto | None:
+    """Raw columns -> ``segment_id``, ``distances`` computing only the clustered features.
+
+    The feature graph is re-emitted for the columns the pipeline gathers (the same nodes
+    and rounding as :func:`join_graphs`'s, without the features nothing clusters on).
+    None when the feature graph cannot be re-emitted or the pipeline reads every column
+    some other way; the caller then cuts the full graph instead.
+    """
+    subset = getattr(features, "subset_model", None)
+    if subset is None:
+        return None
+    pipeline_graph = onnx.ModelProto.FromString(pipeline_graph.SerializeToString())
+    columns, target = _read_float(pipeline_graph.graph, drop_gather=True)
+    if columns is None:
+        return None
+    feature_model = subset(columns, input_ranges=staged_ranges(FIELD_NAMES))
+    pipeline_graph.ir_version = feature_model.ir_version
+    merged = compose.merge_models(
+        feature_model, pipeline_graph, io_map=[("features", target)], outputs=list(_SCORING)
+    )
+    graph = merged.graph
+    read = {name for node in graph.node for name in node.input}
+    kept = [i for name in FIELD_NAMES for i in graph.input if i.name == name and name in read]
+    del graph.input[:]
+    graph.input.extend(kept)
+    outputs = {o.name: o for o in graph.output}
+    del graph.output[:]
+    graph.output.extend(outputs[n] for n in _SCORING)
+    graph.name = "segmentation_scoring"
+    helper.set_model_props(merged, {"feature_sql_sha256": features.sql_sha256})
+    onnx.checker.check_model(merged, full_check=True)
+    return merged
+
+
+_SCORING = ("segment_id", "distances")
+
+
 def _float_features(model: onnx.ModelProto) -> onnx.ModelProto:
     """A feature graph whose ``features`` is float: a Cast appended if it is double."""
     model = onnx.ModelProto.FromString(model.SerializeToString())

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 import duckdb
 import numpy as np
 import onnx
-import onnx.utils
 import onnxruntime as ort
 
 from segmentation.bundle import Bundle
+from segmentation.bundle_format import SCORING_FILE
+from training.export.scoring_graph import scoring_graph
 from training.features import FEATURE_MODEL, STAGED_MODEL
 from training.monitoring.measures import bin_counts
 
@@ -84,21 +85,12 @@ def feature_histograms(
     return rows, out
 
 
-def assignment_graph(model_bytes: bytes) -> bytes:
-    """The served graph cut down to what drift needs: ``segment_id`` and ``distances``.
-
-    The ``features`` output and the nodes only it needs are dropped, and so are the inputs
-    nothing reads any more, so only the columns the clustering uses are read from DuckDB.
-    Segment ids and distances are the served graph's own nodes, unchanged.
-    """
-    model = onnx.load_from_string(model_bytes)
-    inputs = [i.name for i in model.graph.input]
-    pruned = onnx.utils.Extractor(model).extract_model(inputs, ["segment_id", "distances"])
-    read = {name for node in pruned.graph.node for name in node.input}
-    kept = [i for i in pruned.graph.input if i.name in read]
-    del pruned.graph.input[:]
-    pruned.graph.input.extend(kept)
-    return pruned.SerializeToString()
+def assignment_graph(bundle: Bundle) -> bytes:
+    """The graph drift runs: the bundle's scoring graph (``segment_id``, ``distances``, only
+    the columns the clustering uses), cut from ``model.onnx`` for bundles without one."""
+    if bundle.graph == SCORING_FILE:
+        return bundle.scorer.model_bytes
+    return scoring_graph(onnx.load_from_string(bundle.scorer.model_bytes)).SerializeToString()
 
 
 def scored_counts(
@@ -109,7 +101,7 @@ def scored_counts(
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(
-        assignment_graph(bundle.scorer.model_bytes), options, providers=["CPUExecutionProvider"]
+        assignment_graph(bundle), options, providers=["CPUExecutionProvider"]
     )
     names = [i.name for i in session.get_inputs()]
     edges = (reference.get("nearest_distance") or {}).get("bin_edges")

@@ -169,6 +169,7 @@ def build_manifest(
         "inputs": [f.to_dict() for f in FIELDS],
         "features": [{"name": n, "description": descriptions.get(n, "")} for n in names],
         "outputs": dict(OUTPUTS),
+        "scoring_graph": export.scoring_proof.to_dict(),
         "segments": _segments(export, evaluation, trust, len(X)),
         "atypical_distance": evaluation.atypical_distance,
         "atypical_quantile": params.atypical_quantile,

@@ -121,6 +121,18 @@ class CompiledFeatures:
             input_ranges=input_ranges,
         )
 
+    def subset_model(
+        self, columns: Sequence[int], *, input_ranges: Mapping[str, Range] | None = None
+    ) -> onnx.ModelProto:
+        """A graph computing only the features at ``columns``: ``features`` float
+        [N, len(columns)] in that order, each value equal to ``float_model``'s (the same
+        nodes, the same rounding); the other features are not computed at all."""
+        if self._rebuild is None:
+            raise ValueError("this CompiledFeatures cannot be re-emitted (built by hand)")
+        if not columns or not all(0 <= j < len(self.feature_names) for j in columns):
+            raise ValueError("subset columns must index the features")
+        return self._rebuild(float_features=True, input_ranges=input_ranges, subset=columns)
+
 
 def default_input_types(input_names: Sequence[str]) -> dict[str, str]:
     """SQL types of the staged columns: INTEGER for the schema's integer fields, else DOUBLE."""
@@ -195,11 +207,17 @@ def compile_features(
         raise ValueError("columns_output must differ from the input and output names")
     doc = f"features: {', '.join(names)}"
 
-    def rebuild(input_ranges: Mapping[str, Range] | None = None, **extra) -> onnx.ModelProto:
+    def rebuild(
+        input_ranges: Mapping[str, Range] | None = None,
+        subset: Sequence[int] | None = None,
+        **extra,
+    ) -> onnx.ModelProto:
         outputs = nodes
         if input_ranges:
             spans = {n: Span(lo, hi, nullable) for n, (lo, hi, nullable) in input_ranges.items()}
             outputs = refine(sem.dag, nodes, spans)
+        if subset is not None:
+            outputs = [outputs[j] for j in subset]
         built = build_model(
             outputs, list(input_names), opset, doc=doc, columns_output=columns_output, **extra
         )
