@@ -133,3 +133,18 @@ def test_batches_are_limited_to_max_rows(customer, rows, max_rows, ok):
 def test_real_customers_all_validate(real_customers):
     parsed = parse_request(_body({"customers": real_customers}), 1000)
     assert parsed.rows == len(real_customers)
+
+
+def test_integers_are_numbers_whichever_decoder_reads_them(customer):
+    # orjson decodes integers as int; json (the fallback) as float: both are accepted alike.
+    doc = {**customer, "tenure": 12, "purchases_trx": 3}
+    plain = parse_request(_body(doc), 1000)
+    assert plain.columns["tenure"].dtype == np.float64 and plain.columns["tenure"][0] == 12.0
+    assert plain.columns["purchases_trx"][0] == 3.0
+    # Beyond 64 bits orjson refuses the document and json decodes it: the field is named.
+    big = json.dumps({**customer, "balance": 10**40}).encode()
+    assert (_error(big).field, _error(big).rule) == ("balance", "finite float32")
+    within = json.dumps({**customer, "balance": 10**10}).encode()  # orjson's own path
+    assert (_error(within).field, _error(within).rule) == ("balance", "maximum 1e+09")
+    boolean = json.dumps({**customer, "tenure": True}).encode()
+    assert (_error(boolean).field, _error(boolean).rule) == ("tenure", "type number")

@@ -9,12 +9,13 @@ mapping and the request log. The contract is ``functions/openapi.yaml``.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import orjson
 
 from segmentation.config import Settings
 from segmentation.errors import InvalidInput, ModelNotReady, ModelUnverified
@@ -69,11 +70,9 @@ class Response:
     error_code: str | None = None  # for the request log only
 
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
-
-
 def _dumps(doc: object) -> bytes:
-    return _ENCODER.encode(doc).encode()
+    # orjson: compact UTF-8 bytes, several times faster than json for a response body.
+    return orjson.dumps(doc)
 
 
 def error_response(exc: Exception) -> Response:
