@@ -7,10 +7,21 @@ object that was read. S3 answers a lost condition with 412 ``PreconditionFailed`
 409 ``ConditionalRequestConflict`` when a concurrent conditional write to the same key
 is in flight; both mean someone else won and become ``StoreConflict``. A ``PutObject``
 is atomic: readers never see a partial object.
+
+A conditional write can also lose to itself: botocore retries a ``PutObject`` whose
+response was lost (connection reset, timeout) after S3 had applied it, and the retry's
+condition then fails against the object the first attempt wrote. So every write carries
+a random write id in its user metadata, the same in every attempt of the call, and a
+condition that failed after a retry (botocore reports the attempts) is checked against
+the object: when the key holds this call's write id, the write is ours and succeeded.
+That is identity, not equal bytes: a separate call writing the same bytes still gets
+``StoreConflict``. If another writer replaced our object before the retry landed, its
+id is not ours and the conflict stands (our write was applied, then superseded).
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from segmentation.errors import StoreConflict
@@ -19,11 +30,19 @@ from segmentation.store.base import ModelStore, split_bucket_uri
 #: Error codes meaning "the condition of a conditional write did not hold".
 _CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+#: User-metadata key (``x-amz-meta-...``) naming the store call that wrote an object.
+WRITE_ID_KEY = "segmentation-write-id"
 
 
 def _code(exc: Exception) -> str:
     response: dict[str, Any] = getattr(exc, "response", None) or {}
     return str(response.get("Error", {}).get("Code", ""))
+
+
+def _retried(exc: Exception) -> bool:
+    """Whether botocore sent the request more than once before this error."""
+    response: dict[str, Any] = getattr(exc, "response", None) or {}
+    return int(response.get("ResponseMetadata", {}).get("RetryAttempts", 0) or 0) > 0
 
 
 class S3Store(ModelStore):
@@ -62,16 +81,24 @@ class S3Store(ModelStore):
     def read(self, key: str) -> bytes:
         return self._get(key)["Body"].read()
 
-    def exists(self, key: str) -> bool:
+    def _head(self, key: str) -> dict[str, Any] | None:
         try:
-            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            return self.client.head_object(Bucket=self.bucket, Key=self._key(key))
         except self._client_error as exc:
             if _code(exc) in _MISSING_CODES:
-                return False
+                return None
             raise
-        return True
+
+    def exists(self, key: str) -> bool:
+        return self._head(key) is not None
+
+    def _written_by(self, key: str, write_id: str) -> bool:
+        """Whether ``key`` is, right now, the object written with ``write_id``."""
+        head = self._head(key)
+        return head is not None and head.get("Metadata", {}).get(WRITE_ID_KEY) == write_id
 
     def _put(self, key: str, data: bytes, **condition: str) -> None:
+        write_id = uuid.uuid4().hex  # one per call: every retry of it sends the same
         try:
             self.client.put_object(
                 Bucket=self.bucket,
@@ -80,16 +107,22 @@ class S3Store(ModelStore):
                 ContentType="application/json"
                 if key.endswith(".json")
                 else "application/octet-stream",
+                Metadata={WRITE_ID_KEY: write_id},
                 **condition,
             )
         except self._client_error as exc:
             code = _code(exc)
-            if code in _CONFLICT_CODES:
-                raise StoreConflict(f"{key}: conditional write lost ({code})") from None
-            if "IfMatch" in condition and code in _MISSING_CODES:
+            gone = "IfMatch" in condition and code in _MISSING_CODES
+            if code not in _CONFLICT_CODES and not gone:
+                raise
+            if _retried(exc) and self._written_by(key, write_id):
+                return  # an earlier attempt of this call landed; its response was lost
+            if gone:
                 # If-Match on a key that is gone: the pointer changed since it was read.
                 raise StoreConflict(f"{key}: deleted since it was read") from None
-            raise
+            raise StoreConflict(
+                f"{key}: another writer changed it first; conditional write lost ({code})"
+            ) from None
 
     def write_new(self, key: str, data: bytes) -> None:
         try:
