@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 
 from segmentation import _jsonlog
 from segmentation.api import Request, Response, Service, new_request_id
 
 _jsonlog.configure()
 SERVICE = Service.from_env()  # once per cold start
-SERVICE.holder.load()  # init phase: a failure is logged; requests retry the load
+if not os.environ.get("_HANDLER", "").endswith(".retrain"):  # Lambda names the handler
+    SERVICE.holder.load()  # init phase: a failure is logged; requests retry the load
 
 
 def _request(event: dict) -> Request:

@@ -91,3 +91,11 @@ def test_the_model_is_loaded_and_verified_in_the_init_phase(served_store, monkey
     assert health.ready and health.version == served_store.read_pointer()[0].version
     result = module.predict(event("predict_one"), None)
     assert result["statusCode"] == 200
+
+
+def test_the_retrain_function_does_not_load_a_model_in_its_init(served_store, monkeypatch):
+    # Lambda sets _HANDLER; the retrain deployable imports the same module and must not
+    # spend its init phase (10 s at most) on a model it never serves.
+    monkeypatch.setenv("_HANDLER", "aws_lambda.retrain")
+    module = lambda_module(served_store.uri, monkeypatch)
+    assert module.SERVICE.holder.instance_health().ready is False

@@ -47,7 +47,8 @@ def current_embedding(bundle: Bundle, feeds: dict[str, np.ndarray]) -> np.ndarra
         return None
     model.graph.output.append(onnx.ValueInfoProto(name=EMBEDDING_VALUE))
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    (z,) = session.run([EMBEDDING_VALUE], feeds)
+    # A scoring graph reads only the columns its clustering uses.
+    (z,) = session.run([EMBEDDING_VALUE], {i.name: feeds[i.name] for i in session.get_inputs()})
     return np.ascontiguousarray(np.asarray(z, dtype=np.float64).T)
 
 
