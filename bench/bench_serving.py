@@ -21,6 +21,7 @@ Run: ``.venv/bin/python bench/bench_serving.py [--seconds 4]``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import logging
@@ -279,6 +280,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=4.0, help="per HTTP load run")
     ap.add_argument("--repeats", type=int, default=5, help="cold starts per server")
+    ap.add_argument(
+        "--s3", action="store_true", help="copy the model into a moto S3 server and serve it"
+    )
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found: `make bench-tools` installs it (Debian package wrk)")
@@ -294,6 +298,38 @@ def main() -> int:
         store_uri = str(tmp / "store")
         publish(LocalStore(store_uri), ModelSpec())
         print(f"model: test bundle (no current model in SEGMENTATION_MODEL_STORE) {store_uri}")
+    with contextlib.ExitStack() as stack:
+        if args.s3:
+            store_uri = stack.enter_context(_in_moto_s3(store_uri, tmp))
+        return _run(args, tmp, store_uri)
+
+
+@contextlib.contextmanager
+def _in_moto_s3(store_uri: str, tmp: Path):
+    """Every object of the store copied into a bucket of a moto S3 server; the server's
+    address in this process's environment (the servers started later inherit it)."""
+    import boto3
+    from fixtures.object_servers import moto_s3_server
+
+    from segmentation.store import open_store
+
+    with moto_s3_server(tmp) as server:
+        os.environ.update(
+            AWS_ENDPOINT_URL=server.url,
+            AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing",
+            AWS_DEFAULT_REGION="us-east-1",
+            AWS_EC2_METADATA_DISABLED="true",
+        )
+        boto3.client("s3").create_bucket(Bucket="models")
+        source, target = open_store(store_uri), open_store("s3://models/segmentation")
+        for key in source.list(""):
+            target.write_new(key, source.read(key))
+        print(f"model: copied into moto S3 at {server.url} (s3://models/segmentation)")
+        yield "s3://models/segmentation"
+
+
+def _run(args, tmp: Path, store_uri: str) -> int:
     customers = load_customers(8950)
     all_cols = {c: np.array([np.nan if r[c] is None else r[c] for r in customers]) for c in COLUMNS}
     X = seed_features(all_cols)
