@@ -18,7 +18,7 @@ export DO_NOT_TRACK := 1
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade "pip>=24"
-	$(BIN)/python -m pip install -q -c requirements/constraints.txt -e '.[serve,train,cloud,mlflow,dev]'
+	$(BIN)/python -m pip install -q -c requirements/constraints.txt -e '.[serve,train,cloud,mlflow,spark,dev]'
 	touch $(STAMP)
 
 $(CHECKOV_STAMP): requirements/checkov.txt

@@ -7,9 +7,12 @@ disabled, so plain `dbt build` leaves earlier scores alone and never picks a mod
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import importlib
 import io
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -17,6 +20,7 @@ import duckdb
 import numpy as np
 import pytest
 import yaml
+from rich.console import Console
 
 from segmentation import FIELD_NAMES, FeatureBuildError, Settings
 from segmentation.bundle import load_bundle
@@ -129,6 +133,10 @@ def test_score_assigns_every_staged_customer_with_the_current_model(workspace):
     pointer, _ = store.read_pointer()
     bundle = load_bundle(store, pointer)
     assert f"with model {pointer.version}" in before["scored"]
+    # Not a terminal: the result lines only, no progress display and no escape codes.
+    lines = before["scored"].splitlines()
+    assert lines[0].startswith("scored ") and "\x1b" not in before["scored"]
+    assert all(line.startswith(("  segment ", "warning: ")) for line in lines[1:])
     assert [c[:2] for c in _query(settings, "describe customer_segments")] == COLUMNS
     staged = _query(settings, "select count(*) from stg_customers")[0][0]
     rows = _query(
@@ -246,3 +254,26 @@ def test_score_refuses_a_model_whose_bytes_differ_from_the_manifest(copy_of, cap
     assert "sha256 differs" in captured.out  # dbt's own report
     # The failed build left the previous scores in place.
     assert _query(copy_of, "select count(distinct model_version) from customer_segments") == [(1,)]
+
+
+@pytest.mark.parametrize("command", ["features", "score", "train"])
+def test_long_commands_draw_their_stage_and_elapsed_time_on_a_terminal(copy_of, command, caplog):
+    caplog.set_level(logging.INFO, logger="training.candidate")  # the CLI logs at INFO
+    drawn = io.StringIO()
+    console = Console(file=drawn, force_terminal=True, width=200)
+    parser = argparse.ArgumentParser()
+    module = importlib.import_module(f"training.commands.{command}")
+    module.add_arguments(parser)
+    argv = {"features": ["--quiet"], "score": ["--quiet"], "train": ["--no-select", "--no-promote"]}
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert module.run(parser.parse_args(argv[command]), copy_of, console=console) == 0
+    expected = {
+        "features": "dbt build of customers.csv",
+        "score": "dbt build customer_segments+ with v",
+        "train": "compile the feature SQL and load the training sample",
+    }
+    assert command in drawn.getvalue()
+    assert expected[command] in drawn.getvalue()
+    assert "0:00:" in drawn.getvalue()  # the time elapsed
+    if command == "train":
+        assert "publish" in drawn.getvalue()  # every stage, up to the last

@@ -92,6 +92,11 @@ CASES: list[tuple[str, str, dict[str, str], str | None]] = [
     ("zero_minimum_payment", "C18", {"MINIMUM_PAYMENTS": "0"}, None),
     ("all_zero", "C19", ZERO, None),
     ("missing_credit_limit", "C20", {"CREDIT_LIMIT": ""}, None),
+    # Within the bounds but not whole: only the integer rule rejects it.
+    ("count_fraction", "C21", {"PURCHASES_TRX": "2.5"}, "purchases_trx: not an integer"),
+    ("blank_nullable", "C22", {"CREDIT_LIMIT": "  "}, None),
+    ("negative_infinity_text", "C23", {"PAYMENTS": "-inf"}, "payments: not a number"),
+    ("money_at_maximum", "C24", {"BALANCE": "1e9"}, None),
 ]
 ROW_OF = {case: i + 1 for i, (case, *_rest) in enumerate(CASES)}
 
@@ -445,3 +450,92 @@ def test_features_output_has_no_colour_codes_when_not_on_a_terminal(tmp_path, mo
     assert "START sql table model main.base_customers" in out  # dbt did print
     assert "\x1b[" not in out and "\x1b[" not in err
     assert "\x1b[" not in (tmp_path / "logs" / "dbt.log").read_text()
+
+
+#: Violations planted in a built warehouse, behind staging's back: (model's table, SQL
+#: assignment, the rows' customer ids) -> the (column, rule) the merged test must name.
+#: A row may break two rules (C2 in the features) and then counts under both.
+STAGED_VIOLATIONS = [
+    ("balance__value = -5", ["C1", "C2"], ("balance", "accepted_range")),
+    ("tenure__value = null", ["C3"], ("tenure", "not_null")),
+    ("purchases_frequency__value = 'nan'", ["C4"], ("purchases_frequency", "accepted_range")),
+    ("credit_limit__value = -1", ["C5"], ("credit_limit", "accepted_range")),
+    ("minimum_payments__value = null", ["C5"], None),  # nullable: no rule broken
+    ("customer_id = null", ["C6"], ("customer_id", "not_null")),
+]
+FEATURE_VIOLATIONS = [
+    ("log_balance = 22", ["C1", "C2"], ("log_balance", "accepted_range")),
+    ("tenure = 0", ["C2"], ("tenure", "accepted_range")),
+    ("average_ticket = null", ["C3"], ("average_ticket", "not_null")),
+    ("cash_advance_ratio = 'inf'", ["C4"], ("cash_advance_ratio", "accepted_range")),
+    ("payment_to_minimum_ratio = null", ["C5"], None),  # nullable: no rule broken
+    ("cash_advance_frequency = 2", ["C6"], None),  # the bound itself is accepted
+]
+
+
+@pytest.fixture(scope="module")
+def clean_build(tmp_path_factory):
+    """Six valid customers C1..C6, built; tests copy the warehouse before tampering."""
+    tmp = tmp_path_factory.mktemp("clean")
+    data = write_csv(tmp / "clean.csv", [(f"C{i}", {}) for i in range(1, 7)])
+    settings = settings_for(tmp, data)
+    build_features(settings, quiet=True, **dbt_paths(tmp))
+    return settings
+
+
+def _tampered(clean: Settings, tmp: Path, table: str, key: str, violations: list) -> Settings:
+    warehouse = tmp / "warehouse.duckdb"
+    # Through the connection dbt-duckdb may still hold in this process (default settings,
+    # see training.features.warehouse), so the copy includes what is not checkpointed.
+    with duckdb.connect(clean.warehouse) as con:
+        con.execute(f"attach '{warehouse}' as tampered")
+        con.execute(f"copy from database {Path(clean.warehouse).stem} to tampered")
+        for assignment, ids, _ in violations:
+            marks = ", ".join("?" for _ in ids)
+            con.execute(f"update tampered.{table} set {assignment} where {key} in ({marks})", ids)
+        con.execute("detach tampered")
+    return Settings(data=clean.data, warehouse=str(warehouse), model_store=clean.model_store)
+
+
+def _expected_failures(violations: list) -> dict[tuple[str, str], int]:
+    expected: dict[tuple[str, str], int] = {}
+    for _, ids, broken in violations:
+        if broken is not None:
+            expected[broken] = expected.get(broken, 0) + len(ids)
+    return expected
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("table", "key", "test_name", "violations"),
+    [
+        ("base_customers", "customer_id", "stg_customers_column_rules", STAGED_VIOLATIONS),
+        ("customer_features", "customer_id", "customer_features_column_rules", FEATURE_VIOLATIONS),
+    ],
+    ids=["staged", "features"],
+)
+def test_merged_rule_test_reports_each_broken_column_and_rule_with_its_count(
+    clean_build, tmp_path, table, key, test_name, violations
+):
+    settings = _tampered(clean_build, tmp_path, table, key, violations)
+    expected = _expected_failures(violations)
+    total = sum(expected.values())
+    with pytest.raises(FeatureBuildError, match=rf"test {test_name}: {total} rows"):
+        build_features(settings, select=test_name, quiet=True, **dbt_paths(tmp_path))
+    # dbt stored the failing rows: one per (rule, row), naming the column and the rule.
+    stored = query(
+        settings,
+        f'select column_name, rule, count(*) from "main_dbt_test__audit"."{test_name}" '
+        "group by all",
+    )
+    assert {(column, rule): n for column, rule, n in stored} == expected
+
+
+@pytest.mark.slow
+def test_unique_test_counts_each_duplicated_value_once(clean_build, tmp_path):
+    # C1 three times, C4 twice: two duplicated values, as dbt's own `unique` counts them.
+    violations = [("customer_id = 'C1'", ["C2", "C3"], None), ("customer_id = 'C4'", ["C5"], None)]
+    settings = _tampered(clean_build, tmp_path, "customer_features", "customer_id", violations)
+    name = "unique_customer_features_customer_id"
+    with pytest.raises(FeatureBuildError, match=rf"test {name}: 2 rows"):
+        build_features(settings, select=name, quiet=True, **dbt_paths(tmp_path))

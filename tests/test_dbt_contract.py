@@ -41,18 +41,35 @@ def test_bounds_render_short_and_identically_in_sql_and_yaml(value, text):
     assert contract_dbt.format_bound(value) == text
 
 
+def _staging_rules() -> dict[str, dict]:
+    """The column rules of the staging YAML's one column_rules test, by column."""
+    [model] = yaml.safe_load(contract_dbt.render_staging_yaml())["models"]
+    [test] = [t["column_rules"] for t in model["data_tests"] if "column_rules" in t]
+    assert test["name"] == contract_dbt.STAGING_RULES_TEST
+    return test["arguments"]["columns"]
+
+
 @pytest.mark.parametrize("field", FIELDS, ids=lambda f: f.name)
 def test_staging_yaml_column_carries_the_schema_type_nullability_and_bounds(field):
     [model] = yaml.safe_load(contract_dbt.render_staging_yaml())["models"]
     [column] = [c for c in model["columns"] if c["name"] == field.name]
     assert column["data_type"] == field.sql_type
-    assert ("not_null" in column["data_tests"]) is not field.nullable
-    hard = column["data_tests"][-1 if field.expected_maximum is None else -2]
-    assert hard["accepted_range"]["arguments"] == {
-        "min_value": field.minimum,
-        "max_value": field.maximum,
-    }
+    rules = _staging_rules()[field.name]
+    assert rules.get("not_null", False) is not field.nullable
+    assert (rules["min_value"], rules["max_value"]) == (field.minimum, field.maximum)
     assert field.description in column["description"]
+
+
+def test_staging_rules_cover_every_field_and_the_id_in_one_test():
+    [model] = yaml.safe_load(contract_dbt.render_staging_yaml())["models"]
+    assert list(_staging_rules()) == ["customer_id", *(f.name for f in FIELDS)]
+    assert _staging_rules()["customer_id"] == {"not_null": True}
+    [id_column] = [c for c in model["columns"] if c["name"] == "customer_id"]
+    assert id_column["data_tests"] == ["unique"]
+    # No per-column error-level test is left to scan the model again.
+    per_column = [t for c in model["columns"] for t in c.get("data_tests", [])]
+    warn_only = [t for t in per_column if t != "unique"]
+    assert all(t["accepted_range"]["config"]["severity"] == "warn" for t in warn_only)
 
 
 @pytest.mark.parametrize("field", FIELDS, ids=lambda f: f.name)
@@ -67,7 +84,7 @@ def test_expected_maximum_becomes_a_warn_level_test():
     warned = {
         c["name"]: t["accepted_range"]["arguments"]["max_value"]
         for c in model["columns"]
-        for t in c["data_tests"]
+        for t in c.get("data_tests", [])
         if isinstance(t, dict) and t["accepted_range"].get("config", {}).get("severity") == "warn"
     }
     assert warned == {f.name: f.expected_maximum for f in FIELDS if f.expected_maximum}

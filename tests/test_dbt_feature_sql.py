@@ -39,9 +39,19 @@ SUPPORTED = (
 )  # fmt: skip
 
 
-def feature_yaml_columns() -> list[dict]:
+def feature_yaml_model() -> dict:
     [model] = yaml.safe_load(FEATURES_YAML.read_text(encoding="utf-8"))["models"]
-    return model["columns"]
+    return model
+
+
+def feature_yaml_columns() -> list[dict]:
+    return feature_yaml_model()["columns"]
+
+
+def feature_yaml_rules() -> dict[str, dict]:
+    """Column -> its rules in the model's one column_rules test."""
+    [test] = [t["column_rules"] for t in feature_yaml_model()["data_tests"]]
+    return test["arguments"]["columns"]
 
 
 @pytest.fixture(scope="module")
@@ -99,4 +109,13 @@ def test_compiled_sql_does_not_depend_on_the_warehouse_path(compiled, tmp_path):
 def test_every_feature_is_typed_tested_and_documented(column):
     assert column["data_type"] == ("varchar" if column["name"] == "customer_id" else "double")
     assert len(column["description"].split()) >= 6
-    assert column["data_tests"]
+    rules = feature_yaml_rules()[column["name"]]
+    if column["name"] == "customer_id":
+        assert rules == {"not_null": True}
+        assert column["data_tests"] == ["unique"]
+    else:
+        assert {"min_value", "max_value"} <= set(rules)  # a range for every feature
+
+
+def test_feature_rules_name_only_columns_of_the_model():
+    assert set(feature_yaml_rules()) == {c["name"] for c in feature_yaml_columns()}

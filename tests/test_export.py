@@ -18,6 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 from segmentation import FIELD_NAMES, GateFailed
 from segmentation.schema import FIELDS
 from training.export import fold, gates, isolated, join, parity
+from training.features.row_source import TrainingData
 from training.model.params import TrainingParams
 from training.model.pipeline import build_pipeline
 
@@ -116,6 +117,11 @@ def training_rows() -> tuple[dict[str, np.ndarray], np.ndarray]:
     )
 
 
+def in_memory(raw: dict[str, np.ndarray], features: np.ndarray) -> TrainingData:
+    """The rows as export reads them (customer ids are not read by the gates)."""
+    return TrainingData(np.arange(len(features)).astype(str), features, raw)
+
+
 @pytest.fixture(scope="module")
 def fitted(training_rows):
     params = TrainingParams(k=4, seed=7)
@@ -127,7 +133,7 @@ def exported(training_rows, fitted) -> gates.ExportResult:
     params, pipeline = fitted
     raw, features = training_rows
     ids = np.array([2, 0, 3, 1])
-    return gates.export_model(standin_features(), pipeline, raw, features, params, ids)
+    return gates.export_model(standin_features(), pipeline, in_memory(raw, features), params, ids)
 
 
 def test_exported_graph_takes_the_staged_columns_and_returns_the_contract_outputs(exported):
@@ -160,7 +166,7 @@ def test_a_feature_whose_sql_differs_from_duckdb_fails_the_parity_gate(
     params, pipeline = fitted
     raw, features = training_rows
     with pytest.raises(GateFailed, match=f"feature parity: .*'{broken}' on 8950 of 8950 rows"):
-        gates.export_model(standin_features(broken), pipeline, raw, features, params)
+        gates.export_model(standin_features(broken), pipeline, in_memory(raw, features), params)
 
 
 def test_feature_parity_requires_nan_exactly_where_duckdb_has_null():

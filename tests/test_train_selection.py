@@ -154,9 +154,12 @@ def test_an_agglomerative_model_is_served_as_its_surrogate_by_the_graph(
     seen = {}
     real_export = ex.export_model
 
-    def spy(features, pipeline, raw, expected, params, ids):
-        seen.update(pipeline=pipeline, raw=raw, X=expected, ids=ids)
-        return real_export(features, pipeline, raw, expected, params, ids)
+    def spy(features, pipeline, rows, params, ids, **kwargs):
+        # 3,000 customers: the training sample is every row.
+        sample = kwargs["sample"]
+        assert sample.rows == rows.rows
+        seen.update(pipeline=pipeline, raw=sample.raw, X=sample.features, ids=ids)
+        return real_export(features, pipeline, rows, params, ids, **kwargs)
 
     monkeypatch.setattr(candidate_module, "export_model", spy)
     params = TrainingParams(k=4, algorithm="agglomerative", seed=5, stability_boot=5)

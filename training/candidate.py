@@ -6,11 +6,15 @@ immutable version (manifest last), re-verifies it exactly as serving will, and o
 if asked, moves the pointer. ``segmentation train`` does both; the scheduled retrain
 judges the candidate against the current model in between.
 
-Stages: build the dbt features if needed; fit the preprocessing (clustering features,
-imputation, clipping, scaling, PCA); choose k and the algorithm and fit the servable
-clustering (``training.clustering.choose``); assess stability, match segment ids to the
-current model, name and explain the segments (``training.segments.trust``); export one
-graph with the ids baked in and run every gate. Each stage is logged with its duration.
+Stages: build the dbt features if needed; read a seeded sample of the customers
+(``training.model.sampling``); fit the preprocessing (clustering features, imputation,
+clipping, scaling, PCA); choose k and the algorithm and fit the servable clustering
+(``training.clustering.choose``); assess stability, match segment ids to the current
+model, name and explain the segments (``training.segments.trust``); export one graph with
+the ids baked in and run every gate on every row, in one streamed pass that also counts
+the segments, profiles and drift reference of every customer; hash the data snapshot.
+Each stage is logged with its duration. Memory is bounded by the sample and a chunk of
+rows (``training.features.rows``), whatever the number of customers.
 """
 
 from __future__ import annotations
@@ -21,26 +25,27 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import numpy as np
 import onnx
 
 from segmentation import FIELD_NAMES, Settings
 from segmentation.bundle import load_bundle
 from segmentation.bundle_format import MODEL_FILE, REPORT_FILE, SCORING_FILE, sha256_hex
 from segmentation.store import ModelStore, Pointer
-from training.export.gates import ExportResult, export_model
-from training.features import (
-    FEATURE_MODEL,
-    TrainingData,
-    build_features,
-    compiled_feature_sql,
-    load_training_data,
-)
+from training.export.gates import ExportResult, ScoredChunk, export_model
+from training.export.join import FeatureGraph
+from training.features import FEATURE_MODEL, TrainingData, build_features, compiled_feature_sql
+from training.features.rows import WarehouseRows
 from training.features.warehouse import warehouse_has_table
-from training.fit import FittedModel, fit_model
+from training.fit import FittedModel, complete_fit, fit_model
 from training.model.params import TrainingParams
+from training.model.sampling import TRAINING_SAMPLE_ROWS
 from training.release import publish
 from training.release.manifest import build_manifest
+from training.release.reference import DriftCounts, SnapshotJob
 from training.release.report import build_report
+from training.segments.population import Population, PopulationStats
+from training.segments.trust import IdMigration
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +82,12 @@ class Stages:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A gated model in memory: what it was trained on, what it is, what it says."""
+    """A gated model in memory: what it was trained on, what it is, what it says.
+
+    ``data`` is the seeded training sample the model was fitted on (and
+    ``fitted.evaluation``'s labels and embedding are that sample's); ``population`` is
+    every training row's segment statistics, which the manifest reports.
+    """
 
     version: str
     created_at: datetime
@@ -88,6 +98,12 @@ class Candidate:
     data: TrainingData
     fitted: FittedModel
     export: ExportResult
+    population: Population
+
+    @property
+    def rows(self) -> int:
+        """Every training row, not only the sample's."""
+        return self.population.rows
 
 
 def _stamp(model: onnx.ModelProto, created_at: datetime) -> bytes:
@@ -117,17 +133,23 @@ def train_candidate(
     if params.rebuild_features or not warehouse_has_table(settings.warehouse, FEATURE_MODEL):
         stage("build features with dbt")
         build_features(settings)
-    stage("compile the feature SQL and load the training rows")
+    stage("compile the feature SQL and load the training sample")
     compiled = compile_features(
         compiled_feature_sql(settings), FIELD_NAMES, opset=params.target_opset
     )
     names = tuple(compiled.feature_names)
-    data = load_training_data(settings, names)
-    fitted = fit_model(data, names, params, store, stage)
-    stage("export the graph and run the gates")
-    exported = export_model(
-        compiled, fitted.pipeline, data.raw, data.features, params, fitted.trust.stable_ids
-    )
+    rows = WarehouseRows(settings, names)
+    sample = rows.sample(TRAINING_SAMPLE_ROWS, params.seed)
+    snapshot = SnapshotJob(names, rows)  # hashed in the background while the model fits
+    try:
+        fitted = fit_model(sample, names, params, store, stage)
+        stage(f"export the graph and run the gates on all {rows.rows:,} rows")
+        exported, everyone, drift, migration = _export(compiled, fitted, rows, sample, params)
+        stage("hash the data snapshot")
+        snapshot_sha256 = snapshot.result()
+    finally:
+        snapshot.cancel()
+    fitted = complete_fit(fitted, everyone, params, migration)
     stage("manifest and report")
     created_at = datetime.now(UTC)
     model_bytes = _stamp(exported.model, created_at)
@@ -138,8 +160,10 @@ def train_candidate(
         created_at=created_at,
         export=exported,
         evaluation=fitted.evaluation,
-        X=data.features,
-        customer_ids=data.customer_ids,
+        population=everyone,
+        drift=drift.reference(fitted.evaluation.atypical_distance),
+        data_snapshot_sha256=snapshot_sha256,
+        sample_rows=sample.rows,
         feature_sql_sha256=compiled.sql_sha256,
         params=params,
         choice=fitted.choice,
@@ -147,8 +171,51 @@ def train_candidate(
     )
     report = build_report(manifest, fitted.evaluation, fitted.choice, fitted.trust)
     return Candidate(
-        version, created_at, model_bytes, scoring_bytes, manifest, report, data, fitted, exported
+        version,
+        created_at,
+        model_bytes,
+        scoring_bytes,
+        manifest,
+        report,
+        sample,
+        fitted,
+        exported,
+        everyone,
     )
+
+
+def _export(
+    compiled: FeatureGraph,
+    fitted: FittedModel,
+    rows: WarehouseRows,
+    sample: TrainingData,
+    params: TrainingParams,
+) -> tuple[ExportResult, Population, DriftCounts, IdMigration | None]:
+    """Export and gate on every row; the same pass counts each customer's segment and
+    profile, the drift reference and (given a current model) who keeps their id."""
+    names = tuple(compiled.feature_names)
+    population = PopulationStats(fitted.choice.clusterer.n_clusters, names)
+    drift = DriftCounts(sample.features, names, params.drift_bins)
+    scorer = fitted.trust.current_scorer
+    migration = None if scorer is None else IdMigration(scorer, fitted.trust.stable_ids)
+
+    def observe(chunk: ScoredChunk) -> None:
+        population.add(chunk.rows.features, chunk.labels, chunk.distances)
+        nearest = chunk.graph["distances"].min(axis=1, initial=np.inf)
+        drift.add(chunk.rows.features, chunk.graph["segment_id"], nearest)
+        if migration is not None:
+            migration.add(chunk.rows.raw, chunk.labels)
+
+    exported = export_model(
+        compiled,
+        fitted.pipeline,
+        rows,
+        params,
+        fitted.trust.stable_ids,
+        sample=sample,
+        observers=(observe,),
+    )
+    return exported, population.result(), drift, migration
 
 
 def publish_candidate(

@@ -10,6 +10,7 @@ its outcome, whatever stops it.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
@@ -47,7 +48,9 @@ class TrainResult:
         )
 
 
-def train_and_publish(settings: Settings, params: TrainingParams) -> TrainResult:
+def train_and_publish(
+    settings: Settings, params: TrainingParams, on_stage: Callable[[str], None] | None = None
+) -> TrainResult:
     """Train on the warehouse, gate, publish a version and (by default) promote it.
 
     Parameters
@@ -55,6 +58,7 @@ def train_and_publish(settings: Settings, params: TrainingParams) -> TrainResult
     settings : warehouse, model store and data locations.
     params : training knobs; ``rebuild_features`` forces ``dbt build``, ``promote=False``
         publishes without moving the pointer.
+    on_stage : called with each stage's name as it starts (the command's progress line).
 
     Raises
     ------
@@ -69,7 +73,7 @@ def train_and_publish(settings: Settings, params: TrainingParams) -> TrainResult
         run_id,
         {"kind": "train", "started_at": started.isoformat(), "params": _params(params)},
     )
-    stage = Stages()
+    stage = Stages(on_stage)
     try:
         candidate = train_candidate(settings, params, store, stage)
         stage("publish")
@@ -89,7 +93,7 @@ def train_and_publish(settings: Settings, params: TrainingParams) -> TrainResult
         version=candidate.version,
         manifest_sha256=manifest_sha,
         promoted=params.promote,
-        rows=len(candidate.data.customer_ids),
+        rows=candidate.rows,
         k=fitted.choice.clusterer.n_clusters,
         algorithm=fitted.choice.spec.algorithm,
         silhouette=fitted.evaluation.silhouette,

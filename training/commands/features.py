@@ -7,8 +7,14 @@ batch scoring: that needs a model version and is `segmentation score`'s job.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from segmentation import Settings
+from training.progress import progress
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 HELP = "Run `dbt build` on SEGMENTATION_DATA into SEGMENTATION_WAREHOUSE."
 #: Quarantine reasons listed, most frequent first; the rest are counted in one line.
@@ -23,12 +29,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="hide dbt's progress lines")
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:
-    """Build, then print row counts, the quarantine's reasons, warnings and seconds."""
+def run(args: argparse.Namespace, settings: Settings, console: Console | None = None) -> int:
+    """Build, then print row counts, the quarantine's reasons, warnings and seconds.
+
+    ``console``: where progress is drawn (default: stderr, only when it is a terminal).
+    """
     from training.features import FEATURE_SELECTION, build_features
 
     select = args.select or FEATURE_SELECTION
-    result = build_features(settings, select=select, quiet=args.quiet)
+    with progress("features", console=console) as tracker:
+        # dbt prints its own node lines above (unless --quiet); this line says how long.
+        tracker.stage(f"dbt build of {Path(settings.data).name}")
+        result = build_features(settings, select=select, quiet=args.quiet)
     print(f"staged: {_count(result.staged_rows)}")
     print(f"quarantined: {_count(result.quarantined_rows)}")
     reasons = list(result.quarantine_reasons.items())

@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from segmentation import Settings
+from training.progress import progress
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 HELP = "Write realistic sample customers (CSV or Parquet)."
 
@@ -34,8 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:
-    """Generate the sample data and print rows, path and seconds."""
+def run(args: argparse.Namespace, settings: Settings, console: Console | None = None) -> int:
+    """Generate the sample data and print rows, path and seconds.
+
+    ``console``: where progress is drawn (default: stderr, only when it is a terminal).
+    """
     # Imported here so `segmentation --help` stays fast (pyarrow, params).
     from training.data import write_customers
 
@@ -43,9 +51,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     seed = settings.seed if args.seed is None else args.seed
     output = Path(settings.data if args.output is None else args.output)
     started = time.perf_counter()
-    path = write_customers(
-        output, rows, seed=seed, fmt=args.format, dirty_fraction=args.dirty_fraction
-    )
+    with progress("generate", console=console) as tracker:
+        tracker.stage(f"writing {rows:,} customers to {output.name}")
+        path = write_customers(
+            output, rows, seed=seed, fmt=args.format, dirty_fraction=args.dirty_fraction
+        )
     seconds = time.perf_counter() - started
     print(
         f"wrote {rows:,} customers to {path} in {seconds:.2f} s "

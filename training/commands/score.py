@@ -9,8 +9,13 @@ current" by the time dbt runs, and ``segment_profiles`` aggregates per segment.
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from segmentation import Settings
+from training.progress import progress
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 HELP = "Score the warehouse's customers with the current model (batch)."
 
@@ -19,18 +24,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="show only dbt's errors")
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:
+def run(args: argparse.Namespace, settings: Settings, console: Console | None = None) -> int:
+    """Score, then print customers per segment and warnings.
+
+    ``console``: where progress is drawn (default: stderr, only when it is a terminal).
+    """
     from segmentation.store import open_store
     from training.features import build_scores
 
-    pointer, _ = open_store(settings.model_store).read_pointer()
+    with progress("score", console=console) as tracker:
+        tracker.stage("reading the model store's pointer")
+        pointer, _ = open_store(settings.model_store).read_pointer()
+        if pointer is not None:
+            tracker.stage(f"dbt build customer_segments+ with {pointer.version}")
+            result = build_scores(
+                settings, pointer.version, pointer.manifest_sha256, quiet=args.quiet
+            )
     if pointer is None:
         print(
             f"no current model in {settings.model_store}: nothing scored, "
             "customer_segments not built (run `segmentation train`)"
         )
         return 0
-    result = build_scores(settings, pointer.version, pointer.manifest_sha256, quiet=args.quiet)
     print(
         f"scored {result.customers} customers with model {result.version} into {settings.warehouse}"
     )

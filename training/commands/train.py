@@ -12,8 +12,13 @@ gate refuses the model.
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from segmentation import Settings
+from training.progress import progress
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 HELP = "Fit, export, verify, publish and promote a model version."
 
@@ -48,7 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:
+def run(args: argparse.Namespace, settings: Settings, console: Console | None = None) -> int:
+    """Train, publish and print the summary.
+
+    ``console``: where progress is drawn (default: stderr, only when it is a terminal).
+    """
     from training.model.params import TrainingParams, parse_cluster_features
     from training.train import train_and_publish
 
@@ -67,6 +76,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     )
     if overrides:
         params = TrainingParams(**{**params.__dict__, **overrides})
-    result = train_and_publish(settings, params)
+    with progress("train", console=console) as tracker:
+        result = train_and_publish(settings, params, on_stage=tracker.stage)
     print(result.summary())
     return 0

@@ -7,7 +7,8 @@ committed files is written by hand:
 - ``macros/customer_fields.sql``: the fields as a Jinja list that the staging SQL loops
   over to cast, validate and route rows to quarantine (hard bounds reject).
 - ``models/staging/stg_customers.yml``: columns with descriptions, types, the enforced
-  contract and range tests (hard bounds at error level, ``expected_maximum`` as warnings).
+  contract, one ``column_rules`` test holding every field's not_null and hard-bound rule
+  (error level, one scan of the model), and ``expected_maximum`` as warn-level tests.
 - ``macros/feature_names.sql``: the feature columns of ``customer_features`` (from its
   YAML, ``training.features.catalog``) as a Jinja list, known at parse time.
 - ``models/marts/segment_profiles.yml``: every profile column (``avg_<feature>`` per
@@ -103,40 +104,52 @@ def render_fields_macro() -> str:
     return text + "\n".join(id_macro)
 
 
-def _range_test(field: Field) -> list[dict]:
-    tests: list[dict] = [
-        {
-            "accepted_range": {
-                "arguments": {"min_value": field.minimum, "max_value": field.maximum},
-            }
+#: The one test of the staging contract's row rules (tests/generic/column_rules.sql).
+STAGING_RULES_TEST = "stg_customers_column_rules"
+
+
+def _column_rules(field: Field) -> dict[str, object]:
+    """The error-level row rules of one field: not_null unless nullable, the hard bounds."""
+    rules: dict[str, object] = {"not_null": True} if not field.nullable else {}
+    return rules | {"min_value": field.minimum, "max_value": field.maximum}
+
+
+def _rules_test() -> dict:
+    """Every row rule of stg_customers in one test node, so dbt scans the model once."""
+    columns = {ID_NAME: {"not_null": True}} | {f.name: _column_rules(f) for f in FIELDS}
+    return {
+        "column_rules": {
+            "name": STAGING_RULES_TEST,
+            "description": "Every field's not_null and hard-bound rule of "
+            "segmentation.schema, one failure row per (rule, row).",
+            "arguments": {"key": ID_NAME, "columns": columns},
         }
-    ]
-    if field.expected_maximum is not None:
-        tests.append(
-            {
-                "accepted_range": {
-                    "name": f"stg_customers_{field.name}_expected_maximum",
-                    "arguments": {"max_value": field.expected_maximum},
-                    "config": {"severity": "warn"},
-                    "description": f"Known quirk: {field.name} above "
-                    f"{format_bound(field.expected_maximum)} in a few real rows.",
-                }
-            }
-        )
-    return tests
+    }
+
+
+def _warning_test(field: Field) -> dict:
+    return {
+        "accepted_range": {
+            "name": f"stg_customers_{field.name}_expected_maximum",
+            "arguments": {"max_value": field.expected_maximum},
+            "config": {"severity": "warn"},
+            "description": f"Known quirk: {field.name} above "
+            f"{format_bound(field.expected_maximum)} in a few real rows.",
+        }
+    }
 
 
 def _column(field: Field) -> dict:
-    tests: list = [] if field.nullable else ["not_null"]
-    tests += _range_test(field)
-    return {
+    column = {
         "name": field.name,
         "description": f"{field.description} Raw column {field.raw_name}; "
         f"{'nullable' if field.nullable else 'required'}, "
         f"{format_bound(field.minimum)} to {format_bound(field.maximum)}.",
         "data_type": field.sql_type,
-        "data_tests": tests,
     }
+    if field.expected_maximum is not None:
+        column["data_tests"] = [_warning_test(field)]
+    return column
 
 
 def render_staging_yaml() -> str:
@@ -153,12 +166,13 @@ def render_staging_yaml() -> str:
         "in file order), with the staged snake_case names and explicit types of "
         "segmentation.schema. Rejected rows are in stg_customers__quarantine.",
         "config": {"contract": {"enforced": True}},
+        "data_tests": [_rules_test()],
         "columns": [
             {
                 "name": ID_NAME,
                 "description": f"Customer identifier (raw column {ID_RAW_NAME}), trimmed.",
                 "data_type": "varchar",
-                "data_tests": ["not_null", "unique"],
+                "data_tests": ["unique"],
             },
             *(_column(f) for f in FIELDS),
         ],

@@ -5,8 +5,9 @@ needs only segments (serving, batch scoring, drift) would pay for every DuckDB-e
 feature on every row. ``scoring.onnx`` answers ``segment_id`` and ``distances`` only:
 joined from the feature graph re-emitted for the clustered features alone (the same
 nodes and rounding) when the compiler can, else the full graph cut to those outputs. It
-reads only the inputs its nodes need. The gate runs both graphs on every training row:
-ids equal and distances bit for bit equal (the same arithmetic on the same inputs).
+reads only the inputs its nodes need. The gate runs both graphs on every training row,
+chunk by chunk (`ScoringGraphCheck`): ids equal and distances bit for bit equal (the same
+arithmetic on the same inputs).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import onnx.utils
 from segmentation import GateFailed
 from segmentation.scoring import SCORING_OUTPUT_NAMES
 from training.export.join import FeatureGraph, join_scoring_graph
-from training.export.parity import run
+from training.export.parity import GraphRunner
 
 
 @dataclass(frozen=True)
@@ -70,18 +71,52 @@ def _cut(model: onnx.ModelProto) -> onnx.ModelProto:
     return pruned
 
 
+class ScoringGraphCheck:
+    """The scoring graph against the full graph, chunk after chunk: ``add`` each chunk's
+    feeds with the full graph's outputs on them, then ``result`` (raises `GateFailed`)."""
+
+    def __init__(self, scoring: onnx.ModelProto, full: onnx.ModelProto) -> None:
+        self.inputs = tuple(i.name for i in scoring.graph.input)
+        self.nodes, self.full_nodes = len(scoring.graph.node), len(full.graph.node)
+        self.runner = GraphRunner(scoring)
+        self.rows = 0
+        self.differ = dict.fromkeys(SCORING_OUTPUT_NAMES, 0)
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The scoring graph's outputs on ``feeds``."""
+        return self.runner({n: feeds[n] for n in self.inputs})
+
+    def add(
+        self,
+        feeds: dict[str, np.ndarray],
+        full_outputs: dict[str, np.ndarray],
+        got: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        """Compare one chunk; ``got`` is `run`'s output on ``feeds`` when already computed."""
+        rows = len(full_outputs["segment_id"])
+        self.rows += rows
+        if rows == 0:
+            return
+        got = self.run(feeds) if got is None else got
+        for name in SCORING_OUTPUT_NAMES:
+            if not np.array_equal(got[name], full_outputs[name]):
+                wrong = (got[name] != full_outputs[name]).reshape(rows, -1).any(axis=1)
+                self.differ[name] += int(wrong.sum())
+
+    def result(self) -> ScoringGraphProof:
+        for name, differ in self.differ.items():
+            if differ:
+                raise GateFailed(
+                    f"scoring graph: {name} must equal the full graph's on every row; "
+                    f"{differ} of {self.rows} rows differ"
+                )
+        return ScoringGraphProof(self.rows, self.inputs, self.nodes, self.full_nodes)
+
+
 def check_scoring_graph(
     scoring: onnx.ModelProto, full: onnx.ModelProto, full_outputs: dict[str, np.ndarray], feeds
 ) -> ScoringGraphProof:
     """Run ``scoring`` on ``feeds`` and require the full graph's ids and distances."""
-    inputs = tuple(i.name for i in scoring.graph.input)
-    got = run(scoring, {n: feeds[n] for n in inputs})
-    rows = len(full_outputs["segment_id"])
-    for name in SCORING_OUTPUT_NAMES:
-        if not np.array_equal(got[name], full_outputs[name]):
-            differ = int((got[name] != full_outputs[name]).reshape(rows, -1).any(axis=1).sum())
-            raise GateFailed(
-                f"scoring graph: {name} must equal the full graph's on every row; "
-                f"{differ} of {rows} rows differ"
-            )
-    return ScoringGraphProof(rows, inputs, len(scoring.graph.node), len(full.graph.node))
+    check = ScoringGraphCheck(scoring, full)
+    check.add(feeds, full_outputs)
+    return check.result()

@@ -10,7 +10,8 @@ from training.features.build import (
     compiled_feature_sql,
 )
 from training.features.catalog import feature_descriptions, feature_names
-from training.features.rows import TrainingData, load_training_data
+from training.features.row_source import TrainingData
+from training.features.rows import load_training_data
 from training.features.scoring import SCORING_SELECTION, ScoringResult, build_scores
 from training.features.warehouse import (
     FEATURE_MODEL,

@@ -5,20 +5,40 @@ it reaches dbt as vars: the scores are then a function of the build's inputs, an
 version is in the lineage (the node's config in ``target/manifest.json``) and in every
 row. The dbt Python model loads exactly that version and verifies it as serving does.
 Without the vars dbt disables both models, so plain ``dbt build`` never guesses a model.
+
+Bounded memory: ``customer_segments`` streams (its Python model returns an Arrow reader
+that DuckDB consumes batch by batch), and the build runs with DuckDB's buffer pool capped
+at :data:`SCORING_MEMORY_LIMIT`. Uncapped, the SQL models built from it (segment_history's
+delete+insert and segment_profiles' join with customer_features, both hash joins on
+customer_id) took 6.5 GB at 10M customers; capped, they spill to the warehouse's temporary
+folder, which costs them time (``docs/benchmarks.md``: 0.9 GB and about 1.6x the time).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import duckdb
 
 from segmentation import FeatureBuildError, Settings
 from training.features._dbt import dbt_args, run_build
 from training.features.build import absolute, is_local
-from training.features.warehouse import FEATURE_MODEL, segment_counts, warehouse_has_table
+from training.features.warehouse import (
+    FEATURE_MODEL,
+    memory_limit,
+    segment_counts,
+    warehouse_has_table,
+)
 
 #: customer_segments and everything built from it (segment_profiles).
 SCORING_SELECTION = "customer_segments+"
+#: DuckDB's buffer pool during a scoring build (it spills past it; the process peaks at
+#: about 0.4 GB above it with dbt and onnxruntime loaded). 1 GB or 2 GB spill as much and
+#: take as long at 10M customers; uncapped takes 6.5 GB.
+SCORING_MEMORY_LIMIT = "512MB"
 
 
 @dataclass(frozen=True)
@@ -105,10 +125,24 @@ def build_scores(
         log_path=log_path or settings.dbt_log_path,
         quiet=quiet,
     )
-    seconds, warnings = run_build(args)
+    with _capped(warehouse):
+        seconds, warnings = run_build(args)
     return ScoringResult(
         version=version,
         seconds=seconds,
         segments=tuple(segment_counts(warehouse, version)),
         warnings=tuple(warnings),
     )
+
+
+@contextmanager
+def _capped(warehouse: str) -> Iterator[None]:
+    """Cap the buffer pool of the DuckDB database dbt-duckdb will open in this process:
+    dbt-duckdb connects with the default configuration, so DuckDB's instance cache hands
+    it the database this connection holds open, with its ``memory_limit``. Remote
+    warehouses are left alone."""
+    if not is_local(warehouse):
+        yield
+        return
+    with duckdb.connect(warehouse) as con, memory_limit(con, warehouse, SCORING_MEMORY_LIMIT):
+        yield

@@ -6,7 +6,10 @@ existence or size goes through here.
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -83,3 +86,35 @@ def segment_counts(warehouse: str, version: str) -> list[tuple[int, str, int]]:
             [version],
         ).fetchall()
     return [(int(i), str(name), int(n)) for i, name, n in rows]
+
+
+#: DuckDB's buffer pool while rows stream (training, drift): the scans read each page once,
+#: so a cache cannot help, and uncapped DuckDB keeps every page it read (about 200 bytes a
+#: customer).
+DUCKDB_MEMORY_LIMIT = "512MB"
+
+_limits_lock = threading.Lock()
+_limits: dict[str, list] = {}  # warehouse -> [connections reading, setting before]
+
+
+@contextmanager
+def memory_limit(
+    con: duckdb.DuckDBPyConnection, warehouse: str, limit: str = DUCKDB_MEMORY_LIMIT
+) -> Iterator[None]:
+    """Cap the database's buffer pool at ``limit`` while any reader of it is open (the
+    setting is the database's, shared by its connections and threads: the first reader's
+    limit holds until the last one closes), then restore the setting."""
+    with _limits_lock:
+        entry = _limits.setdefault(warehouse, [0, None])
+        if entry[0] == 0:
+            ((entry[1],),) = con.execute("select current_setting('memory_limit')").fetchall()
+            con.execute(f"set memory_limit = '{limit}'")
+        entry[0] += 1
+    try:
+        yield
+    finally:
+        with _limits_lock:
+            entry[0] -= 1
+            if entry[0] == 0:
+                con.execute(f"set memory_limit = '{entry[1]}'")
+                del _limits[warehouse]

@@ -9,8 +9,6 @@ kept. Memory is bounded by one batch, whatever the number of customers.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import duckdb
@@ -22,10 +20,9 @@ from segmentation.bundle import Bundle
 from segmentation.bundle_format import SCORING_FILE
 from training.export.scoring_graph import scoring_graph
 from training.features import FEATURE_MODEL, STAGED_MODEL
+from training.features.warehouse import memory_limit
 from training.monitoring.measures import bin_counts
 
-#: DuckDB's buffer pool during a drift check: the scans stream, a cache cannot help.
-DUCKDB_MEMORY_LIMIT = "512MB"
 #: Rows per Arrow batch scored (~18 MB): DuckDB exports batches of this size about 8x
 #: faster than batches of a million rows (bench/bench_operations.py), and one
 #: onnxruntime run per batch is still amortised.
@@ -132,19 +129,7 @@ def current_counts(warehouse: str, bundle: Bundle) -> CurrentCounts:
     """Summarise the warehouse's customers against ``bundle``'s drift reference."""
     reference = bundle.manifest.raw["drift_reference"]
     # Default configuration: dbt-duckdb may hold the file open in this process.
-    with duckdb.connect(warehouse) as con, _memory_limit(con, DUCKDB_MEMORY_LIMIT):
+    with duckdb.connect(warehouse) as con, memory_limit(con, warehouse):
         rows, features = feature_histograms(con, reference["features"])
         segments, nearest, atypical = scored_counts(con, bundle, reference)
     return CurrentCounts(rows, features, segments, nearest, atypical)
-
-
-@contextmanager
-def _memory_limit(con: duckdb.DuckDBPyConnection, limit: str) -> Iterator[None]:
-    """Cap DuckDB's buffer pool while drift scans (it would otherwise keep every page it
-    read, about 200 bytes per customer), then restore the process's setting."""
-    ((before,),) = con.execute("select current_setting('memory_limit')").fetchall()
-    con.execute(f"set memory_limit = '{limit}'")
-    try:
-        yield
-    finally:
-        con.execute(f"set memory_limit = '{before}'")

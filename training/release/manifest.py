@@ -10,11 +10,18 @@ algorithm tables and the rule, or null when selection was skipped), ``stability`
 ids were matched to the previous model) and ``naming`` (the archetype scores and rule).
 Each segment has ``name``, ``description``, ``profile`` (feature means), ``top_features``,
 ``archetype`` and ``stability``.
+
+Which rows each figure describes (``rows_used`` in the manifest says the same): the fit
+(preprocessing, clustering, selection, stability, the segment ids' match, silhouette,
+golden rows) uses the seeded training sample (``training.sample_rows`` customers); the
+gates and every statistic about the customers use every row, streamed in chunks:
+segment sizes, shares, profiles, names and explanations, inertia, the atypical distance,
+the drift reference's counts (its feature bin edges are the sample's quantiles, its
+outer edges every row's minimum and maximum) and the data snapshot hash.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 from datetime import UTC, datetime
 
@@ -27,68 +34,30 @@ from training.export.gates import ExportResult
 from training.features.catalog import feature_descriptions
 from training.model.params import TrainingParams
 from training.model.pipeline import Evaluation
+from training.release.reference import drift_reference as drift_reference
+from training.release.reference import snapshot_sha256 as snapshot_sha256
+from training.segments.population import Population
 from training.segments.trust import Trust
 
 OUTPUTS = {"segment_id": "segment_id", "distances": "distances", "features": "features"}
+#: What ``rows_used`` says: the rows each part of the manifest describes.
+ROWS_USED = {
+    "sample": [
+        "preprocessing, clustering and selection fits", "stability", "segment id match",
+        "silhouette", "golden rows", "drift_reference feature bin edges (quantiles)",
+    ],
+    "all": [
+        "export gates (feature parity, label agreement, fold proof, scoring graph)",
+        "segments (size, share, profile, names, explanations)", "metrics.inertia",
+        "atypical_distance", "drift_reference counts, segment_shares, nearest_distance",
+        "segment_ids.row_keep_share and migration", "data_snapshot_sha256",
+    ],
+}  # fmt: skip
 #: Library versions recorded in every manifest (distribution names).
 LIBRARIES = (
     "scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "duckdb", "dbt-core",
     "dbt-duckdb", "sqlglot",
 )  # fmt: skip
-
-
-def snapshot_sha256(customer_ids: np.ndarray, X: np.ndarray, feature_names: tuple[str, ...]) -> str:
-    """sha256 of the training feature table's content, independent of row order.
-
-    Canonical form: the feature names (JSON-like, comma separated), then the customer ids
-    sorted and newline separated, then the feature matrix in that row order as
-    little-endian float64 with every NaN as the one canonical quiet NaN.
-    """
-    order = np.argsort(np.asarray(customer_ids, dtype=str), kind="stable")
-    digest = hashlib.sha256(",".join(feature_names).encode())
-    digest.update("\n".join(np.asarray(customer_ids, dtype=str)[order]).encode())
-    canonical = np.where(np.isnan(X), np.nan, X)[order].astype("<f8")
-    digest.update(np.ascontiguousarray(canonical).tobytes())
-    return digest.hexdigest()
-
-
-def quantile_histogram(values: np.ndarray, bins: int) -> dict:
-    """Quantile bin edges of the finite ``values`` and each bin's share (``np.histogram``
-    bins: left-closed, the last one closed), plus the share of non-finite values."""
-    valid = values[np.isfinite(values)]
-    edges = np.unique(np.quantile(valid, np.linspace(0, 1, bins + 1))) if len(valid) else []
-    counts = np.histogram(valid, bins=edges)[0] if len(edges) > 1 else np.array([len(valid)])
-    return {
-        "bin_edges": [float(e) for e in edges],
-        "shares": [float(c) / max(len(valid), 1) for c in counts],
-        "null_share": float(1.0 - len(valid) / max(len(values), 1)),
-    }
-
-
-def drift_reference(
-    X: np.ndarray,
-    names: tuple[str, ...],
-    segment_ids: np.ndarray,
-    bins: int,
-    nearest_distance: np.ndarray | None = None,
-    atypical_distance: float | None = None,
-) -> dict:
-    """What drift checks compare against (``training.monitoring``): per-feature quantile
-    histograms, segment shares, and, given the served graph's distance to the nearest
-    segment on the training rows, its histogram and the share flagged atypical."""
-    reference: dict = {
-        "features": {name: quantile_histogram(X[:, j], bins) for j, name in enumerate(names)}
-    }
-    ids, counts = np.unique(segment_ids, return_counts=True)
-    reference["segment_shares"] = {
-        str(int(i)): float(c) / len(segment_ids) for i, c in zip(ids, counts, strict=True)
-    }
-    if nearest_distance is not None:
-        reference["nearest_distance"] = quantile_histogram(nearest_distance, bins)
-        if atypical_distance is not None:
-            atypical = float(np.mean(nearest_distance > atypical_distance))
-            reference["atypical_share"] = atypical
-    return reference
 
 
 def library_versions() -> dict[str, str]:
@@ -101,9 +70,9 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def _segments(export: ExportResult, evaluation: Evaluation, trust: Trust, rows: int) -> list[dict]:
+def _segments(export: ExportResult, population: Population, trust: Trust) -> list[dict]:
     names = export.feature_names
-    sizes = evaluation.sizes
+    sizes, rows = population.sizes, population.rows
     out = []
     for j, explained in enumerate(trust.explanations):
         named = trust.naming.names[j]
@@ -135,8 +104,10 @@ def build_manifest(
     created_at: datetime,
     export: ExportResult,
     evaluation: Evaluation,
-    X: np.ndarray,
-    customer_ids: np.ndarray,
+    population: Population,
+    drift: dict,
+    data_snapshot_sha256: str,
+    sample_rows: int,
     feature_sql_sha256: str,
     params: TrainingParams,
     choice: Choice,
@@ -148,8 +119,12 @@ def build_manifest(
     ----------
     version, created_at : the version id and its (timezone-aware) creation time.
     export : the gated export (graph, stable ids, golden rows, parity evidence).
-    evaluation : the served pipeline's evaluation on the training rows.
-    X, customer_ids : the training feature matrix (DuckDB's) and its customer ids.
+    evaluation : the served pipeline's evaluation (silhouette and PCA on the sample,
+        inertia and atypical distance over every row).
+    population : every training row's segment sizes and profiles.
+    drift : the drift reference (`DriftCounts.reference`).
+    data_snapshot_sha256 : `snapshot_digest` of every training row.
+    sample_rows : rows of the training sample the fit saw.
     feature_sql_sha256 : sha256 of the compiled feature SELECT.
     params : the training knobs, recorded under ``training``.
     choice : the chosen clustering and how it is served.
@@ -157,29 +132,29 @@ def build_manifest(
     """
     names = export.feature_names
     k = len(export.stable_ids)
-    segment_ids = export.stable_ids[evaluation.labels]
+    rows = population.rows
     descriptions = feature_descriptions()
     stability = trust.stability
     return {
         "format_version": FORMAT_VERSION,
         "version": version,
         "created_at": created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-        "data_snapshot_sha256": snapshot_sha256(customer_ids, X, names),
+        "data_snapshot_sha256": data_snapshot_sha256,
         "feature_sql_sha256": feature_sql_sha256,
         "inputs": [f.to_dict() for f in FIELDS],
         "features": [{"name": n, "description": descriptions.get(n, "")} for n in names],
         "outputs": dict(OUTPUTS),
         "scoring_graph": export.scoring_proof.to_dict(),
-        "segments": _segments(export, evaluation, trust, len(X)),
+        "segments": _segments(export, population, trust),
         "atypical_distance": evaluation.atypical_distance,
         "atypical_quantile": params.atypical_quantile,
         "metrics": {
             "silhouette": _num(evaluation.silhouette),
-            "silhouette_sample_rows": min(params.silhouette_sample, len(X)),
+            "silhouette_sample_rows": min(params.silhouette_sample, sample_rows),
             "inertia": evaluation.inertia,
             "pca_components": evaluation.n_components,
             "pca_explained_variance": evaluation.explained_variance,
-            "min_segment_share": float(evaluation.sizes.min()) / len(X),
+            "min_segment_share": float(population.sizes.min()) / rows,
             "stability_ari_mean": stability.ari_mean,
             "stability_ari_min": stability.ari_min,
             "stability_jaccard_min": stability.jaccard_min,
@@ -192,7 +167,8 @@ def build_manifest(
             "folded_max_distance_error": export.fold_proof.max_distance_error,
         },
         "training": {
-            "rows": len(X),
+            "rows": rows,
+            "sample_rows": sample_rows,
             "k": k,
             "algorithm": choice.spec.algorithm,
             "model": choice.to_dict(),
@@ -207,14 +183,8 @@ def build_manifest(
         "stability": stability.to_dict(),
         "segment_ids": trust.ids_to_dict(),
         "naming": trust.naming.to_dict(),
-        "drift_reference": drift_reference(
-            X,
-            names,
-            segment_ids,
-            params.drift_bins,
-            nearest_distance=export.outputs["distances"].min(axis=1),
-            atypical_distance=evaluation.atypical_distance,
-        ),
+        "drift_reference": drift,
+        "rows_used": ROWS_USED,
         "golden_rows": export.golden_rows,
         "files": {},
         "libraries": library_versions(),

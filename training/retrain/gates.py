@@ -1,10 +1,12 @@
 """Gates a retrained candidate must pass against the current model before promotion.
 
-Both models are measured on the same new rows (a seeded sample of the candidate's
-training rows), each in its own clustering space: the candidate's PCA embedding, and the
-current model's, read from its graph (the folded pipeline's ``z``, the affine map before
-the centroid distances; translation does not change a silhouette). Every measure is
-recorded, passed or not, in the run's ledger record and in the rejection marker.
+Segment shares are the candidate's over every training row (``Candidate.population``).
+Both models' silhouettes are measured on the same new rows (a seeded sample of the
+candidate's training sample, ``Candidate.data``), each in its own clustering space: the
+candidate's PCA embedding, and the current model's, read from its graph (the folded
+pipeline's ``z``, the affine map before the centroid distances; translation does not
+change a silhouette). Every measure is recorded, passed or not, in the run's ledger
+record and in the rejection marker.
 """
 
 from __future__ import annotations
@@ -64,7 +66,8 @@ def gate_candidate(
     """Judge ``candidate`` against ``current`` (None: the first model) under ``policy``."""
     evaluation, trust = candidate.fitted.evaluation, candidate.fitted.trust
     reasons: list[str] = []
-    shares = evaluation.sizes / evaluation.sizes.sum()
+    sizes = candidate.population.sizes
+    shares = sizes / sizes.sum()
     measures: dict = {"min_segment_share": round(float(shares.min()), 6)}
     if shares.min() < policy.min_segment_share:
         reasons.append(
@@ -74,6 +77,7 @@ def gate_candidate(
     measures["stability_ari_mean"] = round(ari, 6)
     if ari < policy.min_stability_ari:
         reasons.append(f"bootstrap ARI {ari:.3f} < floor {policy.min_stability_ari}")
+    # evaluation's labels and embedding are the training sample's rows, as data.raw.
     rows = sample_rows(len(evaluation.labels), SILHOUETTE_ROWS, seed)
     new = _silhouette(evaluation.embedding[rows], evaluation.labels[rows])
     measures["silhouette_candidate"] = None if new is None else round(new, 6)

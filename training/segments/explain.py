@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from segmentation.errors import ConfigError
+from training.segments.moments import SegmentMoments
 
 #: Below this |smd| a difference is not worth a word in the description.
 _NOTABLE = 0.2
@@ -102,26 +103,29 @@ def segment_profiles(
         raise ConfigError(f"features: expected {len(feature_names)} columns")
     if len(labels) != len(features):
         raise ConfigError("labels: expected one label per row of features")
-    p = features.shape[1]
-    overall_mean = np.nanmean(features, axis=0)
-    overall_std = np.nanstd(features, axis=0)
+    moments = SegmentMoments(n_segments, features.shape[1])
+    moments.add(features, labels)
+    return moments_profiles(moments, feature_names)
+
+
+def moments_profiles(moments: SegmentMoments, feature_names: Sequence[str]) -> Profiles:
+    """`segment_profiles` from moments accumulated over any number of chunks of rows."""
+    overall = moments.total()
+    overall_mean, overall_std = overall.means, np.sqrt(overall.var)
     safe_std = np.where(overall_std > 0, overall_std, 1.0)  # constant feature: z = 0
-    sizes = np.bincount(labels, minlength=n_segments)
-    means = np.full((n_segments, p), np.nan)
-    smd = np.zeros((n_segments, p))
+    sizes = moments.sizes.copy()
+    k, p = moments.n_segments, moments.n_features
+    means = np.full((k, p), np.nan)
+    smd = np.zeros((k, p))
     with np.errstate(invalid="ignore", divide="ignore"):
-        for j in range(n_segments):
-            inside = labels == j
-            if not inside.any() or inside.all():
+        for j in range(k):
+            if sizes[j] == 0 or sizes[j] == sizes.sum():
                 continue
-            m_in = np.nanmean(features[inside], axis=0)
-            m_out = np.nanmean(features[~inside], axis=0)
-            pooled = np.sqrt(
-                (np.nanvar(features[inside], axis=0) + np.nanvar(features[~inside], axis=0)) / 2
-            )
-            means[j] = m_in
-            smd[j] = np.where(pooled > 0, (m_in - m_out) / pooled, 0.0)
-    z = np.nan_to_num((means - overall_mean) / safe_std)
+            inside, outside = moments.segment(j), moments.others(j)
+            pooled = np.sqrt((inside.var + outside.var) / 2)
+            means[j] = inside.means
+            smd[j] = np.where(pooled > 0, (inside.means - outside.means) / pooled, 0.0)
+        z = np.nan_to_num((means - overall_mean) / safe_std)
     return Profiles(tuple(feature_names), sizes, means, overall_mean, overall_std, z, smd)
 
 
@@ -152,9 +156,15 @@ def explain_segments(
 ) -> tuple[SegmentExplanation, ...]:
     """Size, share, profile and a one-line description of every segment (index order)."""
     prof = segment_profiles(features, labels, feature_names, n_segments)
+    return explain_profiles(prof, top_n=top_n)
+
+
+def explain_profiles(prof: Profiles, *, top_n: int = 3) -> tuple[SegmentExplanation, ...]:
+    """`explain_segments` from profiles (of a sample, or of every row accumulated in chunks)."""
+    feature_names = prof.feature_names
     total = max(int(prof.sizes.sum()), 1)
     out = []
-    for j in range(n_segments):
+    for j in range(len(prof.sizes)):
         share = float(prof.sizes[j] / total)
         order = np.argsort(-np.abs(prof.smd[j]))[:top_n]
         ratio = {

@@ -16,8 +16,9 @@ rejected as (
     select
         source_row_number,
         {{ id.name }},
+        -- base_customers keeps a rejected row's raw text as one list, in field order.
         {% for field in fields %}
-            {{ field.name }}__text as {{ field.name }},
+            raw_texts[{{ loop.index }}] as {{ field.name }},
         {% endfor %}
         rejection_reason
     from validated
