@@ -19,6 +19,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pytest
+from fixtures.workspace import workspace_settings
 
 from segmentation import FIELD_NAMES, FIELDS, GateFailed, Settings
 from segmentation.store import open_store, version_key
@@ -507,13 +508,7 @@ def test_training_on_a_file_whose_whole_chunk_of_rows_is_quarantined_counts_ever
         csv.writer(f).writerows(lines)
     monkeypatch.setattr(row_source, "BATCH_ROWS", 500)
     monkeypatch.setattr(_ordered, "BUCKET_ROWS", 700)
-    settings = Settings(
-        data=str(data),
-        warehouse=str(tmp_path / "wh.duckdb"),
-        model_store=str(tmp_path / "store"),
-        dbt_target_path=str(tmp_path / "target"),
-        dbt_log_path=str(tmp_path / "logs"),
-    )
+    settings = workspace_settings(tmp_path, data)
     params = TrainingParams(k=4, algorithm="kmeans", seed=3, stability_boot=5)
     result = train_and_publish(settings, params)
     store = open_store(settings.model_store)
@@ -533,3 +528,22 @@ def test_training_on_a_file_whose_whole_chunk_of_rows_is_quarantined_counts_ever
     assert manifest["data_snapshot_sha256"] == _hash_oracle(names, got["customer_id"], X)
     quarantined_ids = {line[0] for line in lines[1 + 1_000 : 1 + 1_500]}
     assert not quarantined_ids & set(got["customer_id"].tolist())
+
+
+@pytest.mark.slow
+def test_a_run_reports_every_training_row_not_only_the_sample(tmp_path, monkeypatch):
+    """With fewer sample rows than customers, the result and the manifest count every
+    row; only ``sample_rows`` is the sample's."""
+    from training import candidate
+    from training.train import train_and_publish
+
+    data = write_customers(tmp_path / "customers.csv", 2_000, seed=17)
+    monkeypatch.setattr(candidate, "TRAINING_SAMPLE_ROWS", 800)
+    settings = workspace_settings(tmp_path, data)
+    result = train_and_publish(settings, TrainingParams(k=3, select=False, stability_boot=2))
+    manifest = json.loads(
+        open_store(settings.model_store).read(version_key(result.version, "manifest.json"))
+    )
+    assert result.rows == manifest["training"]["rows"] == 2_000
+    assert 0 < manifest["training"]["sample_rows"] < 2_000
+    assert sum(s["size"] for s in manifest["segments"]) == 2_000
