@@ -7,6 +7,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from segmentation.scoring import session_options
+
 #: Rows per onnxruntime run: the graphs' intermediate tensors of 32k rows stay in the
 #: CPU caches (measured: ~40% less CPU per row than runs of 131k rows).
 RUN_ROWS = 32_768
@@ -29,11 +31,9 @@ class GraphRunner:
     `RUN_ROWS` rows, outputs concatenated); output names are read from the session."""
 
     def __init__(self, model: onnx.ModelProto) -> None:
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # errors only: the graphs are checked, warnings are noise
         # One thread per run: the export pass runs graphs in one thread while numpy and
         # scikit-learn work in another (two cores); spinning threads would steal both.
-        options.intra_op_num_threads = 1
+        options = session_options(threads=1)
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(
             model.SerializeToString(), options, providers=["CPUExecutionProvider"]

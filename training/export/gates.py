@@ -28,6 +28,7 @@ from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 from segmentation import GateFailed
+from training.export._runner import GraphRunner
 from training.export.fold import folded_graph, n_segments
 from training.export.golden import golden_inputs, record_golden_rows
 from training.export.join import FeatureGraph, join_graphs, raw_feeds
@@ -37,7 +38,6 @@ from training.export.parity import (
     FeatureParityCounter,
     FoldProof,
     FoldProver,
-    GraphRunner,
     LabelAgreement,
     check_agreement,
     sklearn_assign,

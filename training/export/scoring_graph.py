@@ -20,8 +20,8 @@ import onnx.utils
 
 from segmentation import GateFailed
 from segmentation.scoring import SCORING_OUTPUT_NAMES
+from training.export._runner import GraphRunner
 from training.export.join import FeatureGraph, join_scoring_graph
-from training.export.parity import GraphRunner
 
 
 @dataclass(frozen=True)
