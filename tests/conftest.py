@@ -95,3 +95,23 @@ def real_customers() -> list[dict]:
             row = {f.name: float(raw[f.raw_name]) if raw[f.raw_name] else None for f in FIELDS}
             rows.append({**row, "customer_id": raw[ID_RAW_NAME]})
     return rows
+
+
+@pytest.fixture(scope="session")
+def spark_settings(tmp_path_factory: pytest.TempPathFactory):
+    """Settings of the ``spark`` engine with this session's one SparkSession started
+    (local[2], a warehouse of its own); every Spark test shares it, stopped at the end."""
+    from segmentation import Settings
+    from training.spark.session import spark_session
+
+    root = tmp_path_factory.mktemp("spark")
+    settings = Settings(
+        home=str(root),
+        engine="spark",
+        spark_warehouse=str(root / "spark-warehouse"),
+        dbt_target_path=str(root / "target"),
+        dbt_log_path=str(root / "logs"),
+    )
+    session = spark_session(settings)
+    yield settings
+    session.stop()

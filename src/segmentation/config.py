@@ -23,7 +23,11 @@ _LOCAL_DEFAULTS = {
     "data": "var/data/customers.csv",
     "warehouse": "var/warehouse.duckdb",
     "model_store": "var/model-store",
+    "spark_warehouse": "var/spark-warehouse",
 }
+
+#: The engines that build the feature layer and batch-score (SEGMENTATION_ENGINE).
+ENGINES = ("duckdb", "spark")
 
 
 def env_value(name: str, parse: Callable[[str], T], expected: str | None = None) -> T | None:
@@ -46,6 +50,12 @@ def env_value(name: str, parse: Callable[[str], T], expected: str | None = None)
 def _quantile_pair(raw: str) -> tuple[float, float]:
     low, high = (float(p) for p in raw.split(","))  # ValueError unless exactly two numbers
     return low, high
+
+
+def _engine(raw: str) -> str:
+    if raw.lower() not in ENGINES:
+        raise ValueError(raw)
+    return raw.lower()
 
 
 def parse_bool(raw: str) -> bool:
@@ -136,6 +146,13 @@ class Settings:
     warehouse: str = ""
     #: SEGMENTATION_MODEL_STORE: model store URI (file path, file://, gs:// or s3://).
     model_store: str = ""
+    #: SEGMENTATION_ENGINE: ``duckdb`` (one machine) or ``spark`` builds the features and
+    #: batch-scores; training always runs here, on a sample.
+    engine: str = "duckdb"
+    #: SEGMENTATION_SPARK_MASTER: the Spark master of the ``spark`` engine's session.
+    spark_master: str = "local[2]"
+    #: SEGMENTATION_SPARK_WAREHOUSE: where Spark keeps its managed (Parquet) tables.
+    spark_warehouse: str = ""
     #: SEGMENTATION_SAMPLE_ROWS: rows `segmentation generate` writes by default.
     sample_rows: int = 20_000
     #: SEGMENTATION_SEED: seed for data generation and training.
@@ -194,6 +211,9 @@ class Settings:
             "data": env_value("SEGMENTATION_DATA", str),
             "warehouse": env_value("SEGMENTATION_WAREHOUSE", str),
             "model_store": env_value("SEGMENTATION_MODEL_STORE", str),
+            "engine": env_value("SEGMENTATION_ENGINE", _engine, " or ".join(ENGINES)),
+            "spark_master": env_value("SEGMENTATION_SPARK_MASTER", str),
+            "spark_warehouse": env_value("SEGMENTATION_SPARK_WAREHOUSE", str),
             "sample_rows": env_value("SEGMENTATION_SAMPLE_ROWS", int),
             "seed": env_value("SEGMENTATION_SEED", int),
             "max_batch_rows": env_value("SEGMENTATION_MAX_BATCH_ROWS", int),
