@@ -8,7 +8,7 @@
     coalesce(
         {{ value_column }} between {{ field.minimum }} and {{ field.maximum }}
         {%- if field.is_integer %}
-            and {{ value_column }} = floor({{ value_column }})
+            and {{ is_whole_number(value_column) }}
         {%- endif %}
         {%- if field.nullable %}
             or {{ raw_column }} is null

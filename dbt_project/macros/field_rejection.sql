@@ -7,13 +7,13 @@
     case
         -- Cheapest first: most rows are valid numbers and skip the text checks.
         when {{ value_column }} is null
-            and ({{ raw_column }} is null or trim(cast({{ raw_column }} as varchar)) = '')
+            and ({{ raw_column }} is null or trim(cast({{ raw_column }} as {{ dbt.type_string() }})) = '')
             then {% if field.nullable %}null{% else %}'{{ field.name }}: missing'{% endif %}
         -- NaN and infinity parse as numbers but are no amount, count or frequency.
-        when {{ value_column }} is null or not isfinite({{ value_column }})
+        when {{ value_column }} is null or not {{ is_finite(value_column) }}
             then '{{ field.name }}: not a number'
         {%- if field.is_integer %}
-        when {{ value_column }} <> floor({{ value_column }})
+        when not {{ is_whole_number(value_column) }}
             then '{{ field.name }}: not an integer'
         {%- endif %}
         when {{ value_column }} < {{ field.minimum }}

@@ -2,7 +2,7 @@
     1-based position in the file, header excluded. Deduplication keeps the first valid
     occurrence by this number, so it must be the file's order, never the order in which
     a parallel scan happens to deliver rows. How to read a file position is the engine's
-    business, hence dispatched; only DuckDB is implemented (dbt-spark is to follow). -#}
+    business, hence dispatched; DuckDB and Spark are implemented. -#}
 {% macro with_source_row_number(relation) -%}
     {{ return(adapter.dispatch('with_source_row_number', 'segmentation')(relation)) }}
 {%- endmacro %}
@@ -34,4 +34,42 @@
         select * rename (ordinality as source_row_number)
         from {{ relation }} with ordinality
     {%- endif -%}
+{%- endmacro %}
+
+{% macro spark__with_source_row_number(relation) -%}
+    {#- Spark scans a file in splits, one task each, in file order; within a task, rows
+        come in file order. monotonically_increasing_id() packs (task << 33) + the row's
+        index in the task, so a row's position is the rows of the earlier tasks (one
+        aggregate over a few tasks) plus its index. Both scans of `relation` split the
+        file identically (same file, same split size), hence agree on the tasks. -#}
+    with
+
+    scanned as (
+        select
+            *,
+            monotonically_increasing_id() as scan_position
+        from {{ relation }}
+    ),
+
+    task_sizes as (
+        select
+            shiftright(scan_position, 33) as scan_task,
+            count(*) as task_rows
+        from scanned
+        group by shiftright(scan_position, 33)
+    ),
+
+    task_starts as (
+        select
+            scan_task,
+            sum(task_rows) over (order by scan_task) - task_rows as rows_before
+        from task_sizes
+    )
+
+    select
+        scanned.*,
+        task_starts.rows_before + (scanned.scan_position & 8589934591) + 1
+            as source_row_number
+    from scanned
+    inner join task_starts on shiftright(scanned.scan_position, 33) = task_starts.scan_task
 {%- endmacro %}

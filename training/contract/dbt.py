@@ -171,7 +171,7 @@ def render_staging_yaml() -> str:
             {
                 "name": ID_NAME,
                 "description": f"Customer identifier (raw column {ID_RAW_NAME}), trimmed.",
-                "data_type": "varchar",
+                "data_type": "string",  # VARCHAR on DuckDB, STRING on Spark
                 "data_tests": ["unique"],
             },
             *(_column(f) for f in FIELDS),

@@ -35,7 +35,10 @@ def dbt_args(
     log_path: Path | str | None,
     quiet: bool,
     extra: tuple[str, ...] = (),
+    target: str | None = None,
 ) -> list[str]:
+    """dbt's arguments for ``command`` on the project; ``target`` a profile target other
+    than the default DuckDB one (``spark``)."""
     args = [
         command,
         "--project-dir",
@@ -45,6 +48,8 @@ def dbt_args(
         "--vars",
         json.dumps(vars),
     ]
+    if target:
+        args += ["--target", target]
     if target_path:
         args += ["--target-path", str(target_path)]
     if log_path:

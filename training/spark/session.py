@@ -88,8 +88,9 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.ansi.enabled": "false",
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
-        # Local only: no web UI, and the driver on loopback.
+        # Local only: no web UI or console progress bars, and the driver on loopback.
         "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
         "spark.driver.host": "127.0.0.1",
         "spark.driver.bindAddress": "127.0.0.1",
         # A few partitions per core rather than 200: adaptive execution coalesces them.
@@ -126,4 +127,7 @@ def spark_session(settings: Settings):
         builder = builder.config(key, value)
     Path(settings.spark_warehouse).mkdir(parents=True, exist_ok=True)
     with _java_home_for_launch(java_home()):
-        return builder.enableHiveSupport().getOrCreate()
+        session = builder.enableHiveSupport().getOrCreate()
+    # Spark's INFO/WARN lines (a line per dbt statement) drown dbt's own; errors still show.
+    session.sparkContext.setLogLevel("ERROR")
+    return session

@@ -18,7 +18,7 @@ rejected as (
         {{ id.name }},
         -- base_customers keeps a rejected row's raw text as one list, in field order.
         {% for field in fields %}
-            raw_texts[{{ loop.index }}] as {{ field.name }},
+            {{ array_item('raw_texts', loop.index) }} as {{ field.name }},
         {% endfor %}
         rejection_reason
     from validated
