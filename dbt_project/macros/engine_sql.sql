@@ -2,6 +2,16 @@
     every model exists once (dbt's cross-database macros cover the types: type_string).
     The Spark forms give the same rows under ANSI mode as without it. -#}
 
+{#- A column name quoted for the engine ("x" on DuckDB, `x` on Spark). -#}
+{% macro quoted(name) -%}
+    {{ return(adapter.quote(name)) }}
+{%- endmacro %}
+
+{#- The engine's text type (dbt's cross-database type_string: VARCHAR, STRING). -#}
+{% macro text_type() -%}
+    {{ return(dbt.type_string()) }}
+{%- endmacro %}
+
 {#- `expression` read as a double, NULL when it is not a number, by DuckDB's grammar:
     surrounding whitespace, a sign, digits with single underscores between them, an
     optional fraction and exponent, or inf/infinity/nan in any case. -#}

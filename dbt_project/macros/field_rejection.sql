@@ -7,7 +7,7 @@
     case
         -- Cheapest first: most rows are valid numbers and skip the text checks.
         when {{ value_column }} is null
-            and ({{ raw_column }} is null or trim(cast({{ raw_column }} as {{ dbt.type_string() }})) = '')
+            and ({{ raw_column }} is null or trim(cast({{ raw_column }} as {{ text_type() }})) = '')
             then {% if field.nullable %}null{% else %}'{{ field.name }}: missing'{% endif %}
         -- NaN and infinity parse as numbers but are no amount, count or frequency.
         when {{ value_column }} is null or not {{ is_finite(value_column) }}

@@ -9,7 +9,7 @@
 {%- set id = customer_id_columns() -%}
 {%- set raw_texts = [] -%}
 {%- for field in fields -%}
-    {%- do raw_texts.append('cast(' ~ field.name ~ '__raw as ' ~ dbt.type_string() ~ ')') -%}
+    {%- do raw_texts.append('cast(' ~ field.name ~ '__raw as ' ~ text_type() ~ ')') -%}
 {%- endfor %}
 
 with
@@ -31,11 +31,11 @@ converted {{ cte_not_materialized() }} (
     -- CSV columns are text; Parquet columns may already be typed: numeric_reading reads both.
     select
         source_row_number,
-        nullif(trim(cast({{ adapter.quote(id.raw_name) }} as {{ dbt.type_string() }})), '')
+        nullif(trim(cast({{ quoted(id.raw_name) }} as {{ text_type() }})), '')
             as {{ id.name }},
         {% for field in fields %}
-            {{ adapter.quote(field.raw_name) }} as {{ field.name }}__raw,
-            {{ numeric_reading(adapter.quote(field.raw_name)) }}
+            {{ quoted(field.raw_name) }} as {{ field.name }}__raw,
+            {{ numeric_reading(quoted(field.raw_name)) }}
                 as {{ field.name }}__value{% if not loop.last %},{% endif %}
         {% endfor %}
     from numbered
