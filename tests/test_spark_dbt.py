@@ -277,8 +277,11 @@ def test_the_profile_target_starts_the_session_the_engine_starts(spark_settings)
     """`dbt build --target spark` on its own gets the same configuration as
     `SEGMENTATION_ENGINE=spark` (profiles.yml against spark_conf)."""
     from dbt.config.renderer import ProfileRenderer
+    from dbt_common.context import set_invocation_context
 
     from training.spark.features import spark_vars
+
+    set_invocation_context({})  # env_var() reads it; dbt sets it per invocation
 
     profile = yaml.safe_load((DBT_PROJECT_DIR / "profiles.yml").read_text())
     target = profile["segmentation"]["outputs"]["spark"]
@@ -302,3 +305,51 @@ def test_raw_file_columns_are_named_not_positional_on_spark(tmp_path, spark_sett
     assert set(header) == {ID_RAW_NAME, *RAW_NAMES}
     built = _build_both(shuffled, tmp_path, spark_settings)
     _assert_parity(built)
+
+
+def test_the_training_sample_is_seeded_and_stages_on_duckdb_as_spark_staged_it(
+    tmp_path, spark_settings
+):
+    """`segmentation sample`: the same customers for the same seed whatever the row order,
+    in the raw layout, staged by DuckDB to exactly Spark's staged values."""
+    from training.spark.sample import write_training_sample
+
+    data = write_customers(tmp_path / "customers.csv", 2_000, seed=9)
+    lines = data.read_text().splitlines()
+    reversed_file = tmp_path / "reversed.csv"
+    reversed_file.write_text("\n".join([lines[0], *reversed(lines[1:])]) + "\n")
+    samples = []
+    for i, source in enumerate((data, reversed_file)):
+        settings = dataclasses.replace(spark_settings, data=str(source), seed=4)
+        build_features_on_spark(settings, quiet=True)
+        output = tmp_path / f"sample-{i}.parquet"
+        assert write_training_sample(settings, output, rows=150) == 150
+        samples.append(output)
+    ids = [sorted(duckdb.sql(f"select {ID_RAW_NAME} from '{s}'").fetchall()) for s in samples]
+    assert ids[0] == ids[1] and len(set(ids[0])) == 150
+    other_seed = dataclasses.replace(spark_settings, data=str(data), seed=5)
+    build_features_on_spark(other_seed, quiet=True)
+    write_training_sample(other_seed, tmp_path / "other.parquet", rows=150)
+    assert (
+        sorted(duckdb.sql(f"select {ID_RAW_NAME} from '{tmp_path / 'other.parquet'}'").fetchall())
+        != ids[0]
+    )
+    # Spark's staged rows of the sampled customers, then the sample staged on DuckDB.
+    spark_staged = [
+        row
+        for row in _spark_rows(STAGED_MODEL, STAGED_COLUMNS, "customer_id")
+        if row[0] in {i for (i,) in ids[0]}
+    ]
+    assert len(spark_staged) == 150
+    duck = Settings(
+        data=str(samples[0]),
+        warehouse=str(tmp_path / "sample.duckdb"),
+        dbt_target_path=str(tmp_path / "t"),
+        dbt_log_path=str(tmp_path / "l"),
+    )
+    build_features(duck, quiet=True)
+    _assert_same_rows(
+        spark_staged,
+        _duckdb_rows(duck.warehouse, STAGED_MODEL, STAGED_COLUMNS, "customer_id"),
+        STAGED_COLUMNS,
+    )

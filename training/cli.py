@@ -18,6 +18,7 @@ from segmentation import SegmentationError, Settings
 COMMANDS: dict[str, str] = {
     "generate": "Write realistic sample customers (CSV or Parquet).",
     "features": "Run `dbt build` on SEGMENTATION_DATA into SEGMENTATION_WAREHOUSE.",
+    "sample": "Write a seeded sample of Spark's staged customers to train on (Parquet).",
     "train": "Fit, export, verify, publish and promote a model version.",
     "score": "Score the warehouse's customers with the current model (batch).",
     "serve": "Start the local emulator: predict and health over HTTP on 127.0.0.1.",

