@@ -67,30 +67,37 @@ def java_home() -> str:
 
 
 def spark_conf(settings: Settings) -> dict[str, str]:
-    """The session's configuration (the dbt profile's ``spark`` target says the same).
+    """The session's configuration (for a local master, the dbt profile's ``spark`` target
+    says the same: tests/test_spark_dbt.py compares them).
 
     ANSI mode is off because dbt-spark forces ``spark.sql.ansi.enabled=false`` on every
     session it opens; the models are written to give the same rows under ANSI mode too
-    (tests/test_spark_dbt.py runs them both ways).
+    (tests/test_spark_dbt.py runs them both ways). With a cluster master (``yarn``,
+    ``spark://...``, ``k8s://...``) the catalog, the warehouse and the network are the
+    cluster's own (docs/scale.md), so only the settings the project relies on are set.
     """
-    warehouse = Path(settings.spark_warehouse).resolve()
-    metastore = warehouse / ".metastore"
-    return {
+    conf = {
         "spark.master": settings.spark_master,
         "spark.app.name": "segmentation",
+        "spark.sql.sources.default": "parquet",
+        "spark.sql.ansi.enabled": "false",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+    }
+    if not settings.spark_master.startswith("local"):
+        return conf
+    warehouse = Path(settings.spark_warehouse).resolve()
+    metastore = warehouse / ".metastore"
+    return conf | {
         # Managed tables are Parquet files under the warehouse; the table catalog is an
-        # embedded Derby metastore beside them (a cluster uses its own metastore).
+        # embedded Derby metastore beside them.
         "spark.sql.warehouse.dir": str(warehouse),
         "spark.sql.catalogImplementation": "hive",
-        "spark.sql.sources.default": "parquet",
         "spark.hadoop.javax.jdo.option.ConnectionURL": (
             f"jdbc:derby:;databaseName={metastore / 'metastore_db'};create=true"
         ),
         "spark.driver.extraJavaOptions": f"-Dderby.system.home={metastore}",
-        "spark.sql.ansi.enabled": "false",
-        "spark.sql.session.timeZone": "UTC",
-        "spark.sql.execution.arrow.pyspark.enabled": "true",
-        # Local only: no web UI or console progress bars, and the driver on loopback.
+        # No web UI or console progress bars, and the driver on loopback.
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.driver.host": "127.0.0.1",
@@ -132,8 +139,10 @@ def spark_session(settings: Settings):
     Path(settings.spark_warehouse).mkdir(parents=True, exist_ok=True)
     # JAVA_HOME for spark-submit; PYSPARK_PYTHON, which SparkContext reads once, so the
     # Python workers (batch scoring) run this interpreter, with onnxruntime and pyarrow,
-    # rather than whatever `python3` comes first on the PATH.
-    with _launch_environment({"JAVA_HOME": java_home(), "PYSPARK_PYTHON": sys.executable}):
+    # rather than whatever `python3` comes first on the PATH. A PYSPARK_PYTHON already
+    # set (a cluster's packed environment, docs/scale.md) is kept.
+    python = os.environ.get("PYSPARK_PYTHON") or sys.executable
+    with _launch_environment({"JAVA_HOME": java_home(), "PYSPARK_PYTHON": python}):
         session = builder.enableHiveSupport().getOrCreate()
     # Spark's INFO/WARN lines (a line per dbt statement) drown dbt's own; errors still show.
     session.sparkContext.setLogLevel("ERROR")

@@ -40,26 +40,6 @@ SCHEMA = pa.schema(
 )
 
 
-def _verified_bundle(model_store: str, version: str, manifest_sha256: str):
-    from segmentation import ModelContractError
-    from segmentation.bundle import load_bundle
-    from segmentation.bundle_format import MANIFEST_FILE, sha256_hex
-    from segmentation.store import Pointer, open_store, version_key
-
-    store = open_store(model_store)
-    if not manifest_sha256:
-        # Only the version was named (an analyst running dbt by hand): the manifest's own
-        # bytes identify it, and load_bundle checks every file against that manifest.
-        try:
-            manifest_sha256 = sha256_hex(store.read(version_key(version, MANIFEST_FILE)))
-        except FileNotFoundError:
-            raise ModelContractError(
-                f"customer_segments: version {version} has no {MANIFEST_FILE} in the "
-                f"model store {store.uri} (unknown or incompletely published)"
-            ) from None
-    return load_bundle(store, Pointer(version, manifest_sha256, promoted_at=""))
-
-
 def _projection(names) -> str:
     return ", ".join(
         ["customer_id::varchar as customer_id"] + [f"{n}::double as {n}" for n in names]
@@ -118,7 +98,9 @@ def model(dbt, session):
     version = dbt.config.get("model_version")
     if not version:  # the YAML disables the model then; never "whatever is current"
         raise ValueError("customer_segments: the segmentation_model_version var is required")
-    bundle = _verified_bundle(
+    from segmentation.batch import load_version
+
+    bundle = load_version(
         dbt.config.get("model_store"), version, dbt.config.get("model_manifest_sha256")
     )
     return scored_reader(bundle, staged)

@@ -4,7 +4,13 @@
     (about 0.35 s of CPU per column of 10M rows, even a column of NULLs), so the raw
     text, needed only as the evidence of rejected rows, is one list column that is NULL
     for valid rows, rather than one text column per field. -#}
-{{ config(materialized='table') }}
+{{ config(
+    materialized='table',
+    pre_hook=[
+        "{{ source_scan_hook(source('raw', 'customers'), 0) }}",
+        "{{ source_scan_hook(source('raw', 'customers'), 1) }}",
+    ],
+) }}
 {%- set fields = customer_fields() -%}
 {%- set id = customer_id_columns() -%}
 {%- set raw_texts = [] -%}
