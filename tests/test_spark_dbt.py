@@ -353,3 +353,42 @@ def test_the_training_sample_is_seeded_and_stages_on_duckdb_as_spark_staged_it(
         _duckdb_rows(duck.warehouse, STAGED_MODEL, STAGED_COLUMNS, "customer_id"),
         STAGED_COLUMNS,
     )
+
+
+def test_features_then_score_on_spark_give_duckdbs_segments_for_every_customer(
+    tmp_path, spark_settings, trained_model_store, capsys
+):
+    """End to end on Spark, through the two commands: `segmentation features` (dbt on
+    Spark) then `segmentation score` (mapInArrow) give every staged customer the segment
+    and distance DuckDB's dbt build and the ONNX graph give it."""
+    import argparse
+
+    from training.commands import features as features_command
+    from training.commands import score as score_command
+    from training.features import build_scores
+
+    data = write_customers(tmp_path / "customers.csv", 4_000, seed=21, dirty_fraction=0.05)
+    store = str(trained_model_store.root)
+    pointer, _ = trained_model_store.read_pointer()
+    spark = dataclasses.replace(spark_settings, data=str(data), model_store=store)
+    assert features_command.run(argparse.Namespace(select=None, quiet=True), spark) == 0
+    assert score_command.run(argparse.Namespace(quiet=True), spark) == 0
+    printed = capsys.readouterr().out
+    assert "quarantined: " in printed and f"with model {pointer.version}" in printed
+    duck = Settings(
+        data=str(data),
+        warehouse=str(tmp_path / "warehouse.duckdb"),
+        model_store=store,
+        dbt_target_path=str(tmp_path / "t"),
+        dbt_log_path=str(tmp_path / "l"),
+    )
+    build_features(duck, quiet=True)
+    build_scores(duck, pointer.version, pointer.manifest_sha256, quiet=True)
+    columns = ["customer_id", "segment_id", "segment_name", "distance", "model_version"]
+    spark_rows = _spark_rows("customer_segments", columns, "customer_id")
+    assert len(spark_rows) > 3_500
+    _assert_same_rows(
+        spark_rows,
+        _duckdb_rows(duck.warehouse, "customer_segments", columns, "customer_id"),
+        columns,
+    )

@@ -159,3 +159,31 @@ def _inputs(columns: Mapping[str, np.ndarray], names: tuple[str, ...]) -> list[n
             raise InvalidInput(name, f"expected {len(out[0])} values like the other columns")
         out.append(a)
     return out
+
+
+def load_version(model_store: str, version: str, manifest_sha256: str = "") -> Bundle:
+    """Model ``version`` of ``model_store``, verified completely (``load_bundle``), for a
+    batch that scores with one named version (dbt's customer_segments, Spark).
+
+    Without ``manifest_sha256`` (an analyst naming only the version) the manifest's own
+    bytes identify it, and every file is checked against that manifest.
+
+    Raises
+    ------
+    ModelContractError
+        The version is unknown or incompletely published, or fails verification.
+    """
+    from segmentation.bundle import load_bundle
+    from segmentation.bundle_format import MANIFEST_FILE, sha256_hex
+    from segmentation.store import Pointer, open_store, version_key
+
+    store = open_store(model_store)
+    if not manifest_sha256:
+        try:
+            manifest_sha256 = sha256_hex(store.read(version_key(version, MANIFEST_FILE)))
+        except FileNotFoundError:
+            raise ModelContractError(
+                f"customer_segments: version {version} has no {MANIFEST_FILE} in the "
+                f"model store {store.uri} (unknown or incompletely published)"
+            ) from None
+    return load_bundle(store, Pointer(version, manifest_sha256, promoted_at=""))

@@ -97,6 +97,9 @@ def spark_conf(settings: Settings) -> dict[str, str]:
             f"jdbc:derby:;databaseName={metastore / 'metastore_db'};create=true"
         ),
         "spark.driver.extraJavaOptions": f"-Dderby.system.home={metastore}",
+        # Locally the executors are threads of the driver's JVM: Spark's default heap of
+        # 1 GB makes a 10M-row build spend its time collecting garbage and spilling.
+        "spark.driver.memory": "4g",
         # No web UI or console progress bars, and the driver on loopback.
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
