@@ -11,15 +11,24 @@
     {#- nothing to declare: the source is the file reader itself -#}
 {%- endmacro %}
 
+{#- The raw file's path (the `segmentation_data` var) and whether it is Parquet. -#}
+{% macro raw_data_path() -%}
+    {{ return(var('segmentation_data', env_var('SEGMENTATION_DATA', '../var/data/customers.csv'))) }}
+{%- endmacro %}
+
+{% macro raw_is_parquet() -%}
+    {{ return(raw_data_path().lower().endswith(('.parquet', '.pq'))) }}
+{%- endmacro %}
+
 {% macro spark__declare_raw_source() -%}
-    {%- set path = var('segmentation_data', env_var('SEGMENTATION_DATA', '../var/data/customers.csv')) -%}
+    {%- set path = raw_data_path() -%}
     {%- set relation = source('raw', 'customers') -%}
     {%- set path = path | replace('\\', '\\\\') | replace("'", "\\'") -%}
     {% call statement('raw_schema') %}create database if not exists {{ relation.schema }}{% endcall %}
     {% call statement('raw_drop') %}drop table if exists {{ relation }}{% endcall %}
     {% call statement('raw_table') %}
         create table {{ relation }}
-        {% if path.lower().endswith(('.parquet', '.pq')) -%}
+        {% if raw_is_parquet() -%}
         using parquet options (path '{{ path }}')
         {%- else -%}
         {#- Empty fields are NULL, as in DuckDB; quotes and escapes as RFC 4180. #}

@@ -48,7 +48,9 @@
 
 {% macro spark__source_scan_hook(relation, step) -%}
     {%- set scanned = source_scan_relation(relation) -%}
-    {%- if step == 0 -%}
+    {%- if raw_is_parquet() -%}
+        {#- Parquet: the reader's own row index, nothing to write -#}
+    {%- elif step == 0 -%}
         drop table if exists {{ scanned }}
     {%- else -%}
         create table {{ scanned }} using parquet as
@@ -63,7 +65,20 @@
 {%- endmacro %}
 
 {% macro spark__with_source_row_number(relation) -%}
-    {#- Spark scans a file in splits, one task each, in file order; within a task, rows
+    {%- if raw_is_parquet() -%}
+        {#- Parquet: the reader's row index in the file (0-based), exact under any split,
+            and deterministic, so Spark may read it as often as the model does. -#}
+        select
+            *,
+            _metadata.row_index + 1 as source_row_number
+        from {{ relation }}
+    {%- else -%}
+        {{ spark__csv_source_row_number(relation) }}
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro spark__csv_source_row_number(relation) -%}
+    {#- CSV: Spark scans a file in splits, one task each, in file order; within a task, rows
         come in file order. monotonically_increasing_id() packs (task << 33) + the row's
         index in the task, so a row's position is the rows of the earlier tasks (one
         aggregate over a few tasks) plus its index. The id is computed once, by the scan
