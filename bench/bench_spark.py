@@ -57,6 +57,12 @@ def _slowest_nodes(work: Path) -> list[tuple[str, float]]:
     return sorted(timed, key=lambda t: -t[1])[:SLOWEST]
 
 
+def _seconds(step) -> float:
+    t0 = time.perf_counter()
+    step()
+    return time.perf_counter() - t0
+
+
 def child(engine: str, data: Path, work: Path, store: str, small: Path) -> dict:
     """One engine's steps in this process; the figures as a dict."""
     from segmentation.store import open_store
@@ -64,37 +70,31 @@ def child(engine: str, data: Path, work: Path, store: str, small: Path) -> dict:
     out: dict = {"engine": engine}
     pointer, _ = open_store(store).read_pointer()
     if engine == "duckdb":
-        from training.features import build_features, build_scores
+        from training.features import build_features
 
         settings = _settings(work, data, store)
-        t0 = time.perf_counter()
-        build_features(settings, quiet=True)
-        out["features_s"] = time.perf_counter() - t0
-        out["features_nodes"] = _slowest_nodes(work)
-        if pointer is not None:
-            t0 = time.perf_counter()
-            build_scores(settings, pointer.version, pointer.manifest_sha256, quiet=True)
-            out["score_s"] = time.perf_counter() - t0
-        return out
-    from training.spark.build import build_scores_spark
-    from training.spark.features import build_features
-    from training.spark.session import spark_session
 
-    settings = _settings(work, data, store, engine="spark")
-    t0 = time.perf_counter()
-    spark_session(settings)
-    out["session_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    build_features(_settings(work, small, store, engine="spark"), quiet=True)
-    out["features_1k_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    build_features(settings, quiet=True)
-    out["features_s"] = time.perf_counter() - t0
+        def score():
+            from training.features import build_scores
+
+            build_scores(settings, pointer.version, pointer.manifest_sha256, quiet=True)
+    else:
+        from training.spark.build import build_scores_spark
+        from training.spark.features import build_features
+        from training.spark.session import spark_session
+
+        settings = _settings(work, data, store, engine="spark")
+        out["session_s"] = _seconds(lambda: spark_session(settings))
+        small_settings = _settings(work, small, store, engine="spark")
+        out["features_1k_s"] = _seconds(lambda: build_features(small_settings, quiet=True))
+
+        def score():
+            build_scores_spark(settings, pointer.version, pointer.manifest_sha256)
+
+    out["features_s"] = _seconds(lambda: build_features(settings, quiet=True))
     out["features_nodes"] = _slowest_nodes(work)
     if pointer is not None:
-        t0 = time.perf_counter()
-        build_scores_spark(settings, pointer.version, pointer.manifest_sha256)
-        out["score_s"] = time.perf_counter() - t0
+        out["score_s"] = _seconds(score)
     return out
 
 

@@ -49,6 +49,21 @@ class BuildResult:
     #: failing two rules counts under both.
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
 
+    @classmethod
+    def of(cls, seconds: float, warnings: list[str], counts: tuple) -> BuildResult:
+        """A successful build's result from its seconds, warning lines and the
+        (staged, quarantined, features, reasons) counts read back from the engine."""
+        staged, quarantined, features, reasons = counts
+        return cls(
+            success=True,
+            seconds=seconds,
+            staged_rows=staged,
+            quarantined_rows=quarantined,
+            feature_rows=features,
+            warnings=tuple(warnings),
+            quarantine_reasons=reasons,
+        )
+
 
 def is_local(location: str) -> bool:
     """Whether ``location`` is a local path (not a URI, not DuckDB's ``:memory:``)."""
@@ -111,17 +126,8 @@ def build_features(
         quiet=quiet,
     )
     seconds, warnings = run_build(args)
-    staged, quarantined, features, reasons = build_counts(all_vars["segmentation_warehouse"])
     log.info("dbt build finished in %.1f s with %d warnings", seconds, len(warnings))
-    return BuildResult(
-        success=True,
-        seconds=seconds,
-        staged_rows=staged,
-        quarantined_rows=quarantined,
-        feature_rows=features,
-        warnings=tuple(warnings),
-        quarantine_reasons=reasons,
-    )
+    return BuildResult.of(seconds, warnings, build_counts(all_vars["segmentation_warehouse"]))
 
 
 def compiled_feature_sql(

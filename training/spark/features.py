@@ -69,17 +69,8 @@ def build_features(
         target=SPARK_TARGET,
     )
     seconds, warnings = run_build(args)
-    staged, quarantined, features, reasons = build_counts(spark)
     log.info("dbt build on Spark finished in %.1f s with %d warnings", seconds, len(warnings))
-    return BuildResult(
-        success=True,
-        seconds=seconds,
-        staged_rows=staged,
-        quarantined_rows=quarantined,
-        feature_rows=features,
-        warnings=tuple(warnings),
-        quarantine_reasons=reasons,
-    )
+    return BuildResult.of(seconds, warnings, build_counts(spark))
 
 
 def table_name(table: str) -> str:
